@@ -1,0 +1,169 @@
+import type { TLSSocket } from 'node:tls';
+import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
+import { errorMessage } from '../replication/errors.js';
+import type { SealedBatch } from './capture.js';
+
+export interface SenderOptions {
+  endpoint: Endpoint;
+  material: TlsMaterial;
+  token: string;
+  name: string;
+  /** Bytes of batches sent but not yet acknowledged. */
+  windowBytes: number;
+  onAck(batch: SealedBatch): void;
+  log(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
+ * Sends sealed batches to the process server over one TLS connection, several in flight, and
+ * keeps each until it is acknowledged. On any failure (refusal, lost connection) it reconnects
+ * with backoff and resends everything unacknowledged in the original order; the PS spool and the
+ * MT are idempotent by (lineage, sequence), so resending is always safe.
+ */
+export class PsSender {
+  private readonly queue: SealedBatch[] = [];
+  private readonly inFlight = new Map<number, SealedBatch>();
+  private inFlightBytes = 0;
+  private nextId = 1;
+  private socket: TLSSocket | undefined;
+  private running = false;
+  private kick: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private drainWaiters: (() => void)[] = [];
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private wakeBackoff: (() => void) | undefined;
+  lastError: string | undefined;
+  connected = false;
+  readonly stats = { batchesSent: 0, bytesSent: 0, batchesAcked: 0, reconnects: 0, refusals: 0 };
+
+  constructor(private readonly o: SenderOptions) {}
+
+  enqueue(batch: SealedBatch): void {
+    this.queue.push(batch);
+    this.kick?.();
+  }
+
+  pending(): { batches: number; bytes: number } {
+    let bytes = this.inFlightBytes;
+    for (const b of this.queue) bytes += b.bytes.length;
+    return { batches: this.queue.length + this.inFlight.size, bytes };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Resolves true once everything enqueued so far is acknowledged, false on timeout. */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.isEmpty()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.kick?.();
+    this.wakeBackoff?.();
+    this.socket?.destroy();
+    await this.loop;
+  }
+
+  private isEmpty(): boolean {
+    return this.queue.length === 0 && this.inFlight.size === 0;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = this.o.minBackoffMs ?? 100;
+    while (this.running) {
+      try {
+        const { socket, frames } = await connectData(this.o.endpoint, this.o.material, { role: 'agent', name: this.o.name, token: this.o.token });
+        this.socket = socket;
+        this.connected = true;
+        backoff = this.o.minBackoffMs ?? 100;
+        await this.session(socket, frames);
+      } catch (err) {
+        this.lastError = errorMessage(err);
+        this.o.log('warn', 'process server connection failed', { error: this.lastError });
+      } finally {
+        this.connected = false;
+        this.socket?.destroy();
+        this.socket = undefined;
+        this.requeueInFlight();
+      }
+      if (!this.running) break;
+      this.stats.reconnects++;
+      await new Promise<void>((resolve) => {
+        this.wakeBackoff = resolve;
+        this.backoffTimer = setTimeout(resolve, backoff * (0.5 + Math.random() / 2));
+      });
+      clearTimeout(this.backoffTimer);
+      backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 5000);
+    }
+  }
+
+  private requeueInFlight(): void {
+    const back = [...this.inFlight.values()];
+    this.inFlight.clear();
+    this.inFlightBytes = 0;
+    this.queue.unshift(...back);
+  }
+
+  private async session(socket: TLSSocket, frames: AsyncGenerator<Frame>): Promise<void> {
+    const reader = this.readAcks(socket, frames);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    for (;;) {
+      while (this.running && !socket.destroyed && this.queue.length > 0 && (this.inFlight.size === 0 || this.inFlightBytes + this.queue[0]!.bytes.length <= this.o.windowBytes)) {
+        const batch = this.queue.shift()!;
+        const id = this.nextId++ >>> 0;
+        this.inFlight.set(id, batch);
+        this.inFlightBytes += batch.bytes.length;
+        await writeFrame(socket, FrameType.batch, batchPayload(id, batch.bytes));
+        this.stats.batchesSent++;
+        this.stats.bytesSent += batch.bytes.length;
+      }
+      if (!this.running || socket.destroyed) break;
+      await Promise.race([new Promise<void>((resolve) => (this.kick = resolve)), closed]);
+      this.kick = undefined;
+    }
+    socket.destroy();
+    await reader;
+  }
+
+  private async readAcks(socket: TLSSocket, frames: AsyncGenerator<Frame>): Promise<void> {
+    try {
+      for await (const frame of frames) {
+        if (frame.type === FrameType.ack) {
+          const ack = parseJson<Ack>(frame, 'ack');
+          const batch = this.inFlight.get(ack.id);
+          if (!batch) continue;
+          this.inFlight.delete(ack.id);
+          this.inFlightBytes -= batch.bytes.length;
+          this.stats.batchesAcked++;
+          this.o.onAck(batch);
+          this.kick?.();
+          if (this.isEmpty()) for (const w of this.drainWaiters.splice(0)) w();
+        } else if (frame.type === FrameType.nack) {
+          const nack = parseJson<Nack>(frame, 'nack');
+          this.stats.refusals++;
+          this.lastError = `${nack.code}: ${nack.message}`;
+          this.o.log('warn', 'process server refused a batch', { code: nack.code, message: nack.message, retryable: nack.retryable });
+          break; // the PS drops the connection after a refusal; resend from the first unacknowledged batch
+        }
+      }
+    } catch (err) {
+      this.lastError = errorMessage(err);
+    } finally {
+      socket.destroy();
+      this.kick?.();
+    }
+  }
+}

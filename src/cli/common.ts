@@ -1,0 +1,90 @@
+import { readFile } from 'node:fs/promises';
+import { Type, type Static } from '@sinclair/typebox';
+import { Agent as HttpAgent, request } from 'undici';
+import { ConfigError, RemoteError } from '../replication/errors.js';
+import { parseEndpoint, type Endpoint, type TlsMaterial } from '../replication/transport.js';
+import { parseBytes } from '../runtime/config.js';
+import { loadTlsMaterial } from '../security/pki.js';
+import { readTokenFile } from '../security/token.js';
+
+/** Schema pieces shared by the component config files. */
+export const TlsSchema = Type.Object(
+  { ca: Type.String({ minLength: 1 }), cert: Type.String({ minLength: 1 }), key: Type.String({ minLength: 1 }) },
+  { additionalProperties: false, description: 'paths of PEM files: the CA that signs every component, this component’s certificate and key' },
+);
+export const EndpointString = Type.String({ pattern: '^(tls://)?(\\[[^\\]]+\\]|[^:/]+):\\d{1,5}$', description: 'host:port' });
+export const SizeValue = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*[a-zA-Z]*\\s*$' })], { description: 'bytes, or a size such as 512MiB' });
+
+export type TlsConfig = Static<typeof TlsSchema>;
+
+export async function loadSecurity(tls: TlsConfig, tokenFile: string): Promise<{ material: TlsMaterial; token: string }> {
+  const material = await loadTlsMaterial({ caPath: tls.ca, certPath: tls.cert, keyPath: tls.key });
+  const token = await readTokenFile(tokenFile);
+  return { material, token };
+}
+
+export function endpoint(value: string | undefined, fallback?: Endpoint): Endpoint {
+  if (value === undefined) {
+    if (fallback) return fallback;
+    throw new ConfigError('CONFIG_INVALID', 'an endpoint (host:port) is required');
+  }
+  return parseEndpoint(value);
+}
+
+export function bytes(value: string | number | undefined): number | undefined {
+  return value === undefined ? undefined : parseBytes(value);
+}
+
+/** Runs a component until SIGINT/SIGTERM, then stops it once. */
+export async function runUntilSignal(stop: () => Promise<unknown>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await stop();
+}
+
+/** A client for a component's control API (HTTPS, our CA, bearer token). */
+export class ControlClient {
+  private readonly dispatcher: HttpAgent;
+  constructor(
+    private readonly base: Endpoint,
+    ca: string,
+    private readonly token: string,
+  ) {
+    this.dispatcher = new HttpAgent({ connect: { ca, servername: 'localhost' } });
+  }
+
+  static async fromFiles(target: string, caPath: string, tokenFile: string): Promise<ControlClient> {
+    const ca = await readFile(caPath, 'utf8').catch((err: Error) => {
+      throw new ConfigError('TLS_MATERIAL', `cannot read CA ${caPath}: ${err.message}`);
+    });
+    return new ControlClient(parseEndpoint(target), ca, await readTokenFile(tokenFile));
+  }
+
+  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const host = this.base.host.includes(':') ? `[${this.base.host}]` : this.base.host;
+    const res = await request(`https://${host}:${this.base.port}${path}`, {
+      method,
+      dispatcher: this.dispatcher,
+      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.body.text();
+    const value = text ? (JSON.parse(text) as unknown) : undefined;
+    if (res.statusCode >= 400) {
+      const e = (value ?? {}) as { code?: string; message?: string; retryable?: boolean };
+      throw new RemoteError(e.code ?? `HTTP_${res.statusCode}`, e.message ?? `HTTP ${res.statusCode}`, { retryable: e.retryable ?? false });
+    }
+    return value as T;
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { BoomerangError, ConfigError } from '../replication/errors.js';
+import { agentCommand } from './agent.js';
+import { labCommand } from './lab.js';
+import { mtCommand } from './mt.js';
+import { psCommand } from './ps.js';
+import { rpCommand } from './rp.js';
+import { pkiCommand } from './pki.js';
+
+/** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration. */
+const program = new Command('boomerang')
+  .description('Boomerang: continuous replication, recovery points, failover, reprotect and failback')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .addCommand(labCommand())
+  .addCommand(agentCommand())
+  .addCommand(psCommand())
+  .addCommand(mtCommand())
+  .addCommand(rpCommand())
+  .addCommand(pkiCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof BoomerangError) {
+    process.stderr.write(`error [${err.code}]: ${err.message}\n`);
+    process.exitCode = err instanceof ConfigError ? 2 : 1;
+  } else {
+    process.stderr.write(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,65 @@
+import { Command } from 'commander';
+import { Type, type Static } from '@sinclair/typebox';
+import { MasterTarget } from '../mt/main.js';
+import { loadConfigFile } from '../runtime/config.js';
+import { createLogger } from '../runtime/log.js';
+import { EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal } from './common.js';
+
+export const MtConfigSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 128 }),
+    listen: EndpointString,
+    control: Type.Optional(EndpointString),
+    retention: Type.Object(
+      { dir: Type.String({ minLength: 1 }), windowHours: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), maxBytesPerDisk: Type.Optional(SizeValue) },
+      { additionalProperties: false },
+    ),
+    disks: Type.Array(
+      Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue }, { additionalProperties: false }),
+      { minItems: 1 },
+    ),
+    tls: TlsSchema,
+    tokenFile: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+export type MtConfig = Static<typeof MtConfigSchema>;
+
+export function mtCommand(): Command {
+  return new Command('mt')
+    .description('run a master target: apply batches to target disks behind an undo journal, keep recovery points')
+    .requiredOption('-c, --config <file>', 'master target config file (YAML or JSON)')
+    .option('--listen <host:port>', 'data endpoint for process servers (overrides listen)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error', 'info')
+    .addHelpText(
+      'after',
+      `
+Config file (YAML):
+  name: mt1
+  listen: 0.0.0.0:9444
+  control: 127.0.0.1:9082                     # status, recovery points, restore
+  retention: { dir: /mnt/retention, windowHours: 24, maxBytesPerDisk: 100GiB }
+  disks: [ { id: disk0, target: /srv/replica/disk0.img, size: 1GiB } ]
+  tls: { ca: ca.pem, cert: mt.pem, key: mt.key }
+  tokenFile: token`,
+    )
+    .action(async (opts: { config: string; listen?: string; logLevel: string }) => {
+      const cfg = await loadConfigFile(opts.config, MtConfigSchema);
+      const log = createLogger('mt', opts.logLevel);
+      const { material, token } = await loadSecurity(cfg.tls, cfg.tokenFile);
+      const mt = await MasterTarget.start({
+        name: cfg.name,
+        listen: endpoint(opts.listen ?? cfg.listen),
+        retentionDir: cfg.retention.dir,
+        disks: cfg.disks.map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
+        material,
+        token,
+        log,
+        ...(cfg.retention.windowHours !== undefined ? { retentionMs: cfg.retention.windowHours * 3600 * 1000 } : {}),
+        ...(cfg.retention.maxBytesPerDisk !== undefined ? { maxJournalBytes: bytes(cfg.retention.maxBytesPerDisk)! } : {}),
+        ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
+      });
+      process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'mt', listen: mt.endpoint, control: mt.controlEndpoint })}\n`);
+      await runUntilSignal(() => mt.stop());
+    });
+}

@@ -1,0 +1,217 @@
+import { promisify } from 'node:util';
+import { deflateRaw } from 'node:zlib';
+import type { TLSSocket } from 'node:tls';
+import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
+import { errorMessage } from '../replication/errors.js';
+import type { Spool, SpoolEntry } from './spool.js';
+
+const deflate = promisify(deflateRaw);
+
+export interface ForwarderOptions {
+  endpoint: Endpoint;
+  material: TlsMaterial;
+  token: string;
+  name: string;
+  spool: Spool;
+  compression: 'none' | 'deflate';
+  /** Batches of one disk in flight to the MT at once. */
+  windowPerDisk: number;
+  log(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+interface DiskLane {
+  inFlight: SpoolEntry[];
+  /** Set after a refusal: nothing more is sent until in-flight batches settle and backoff ends. */
+  blockedUntil: number;
+  /** A refusal happened: wait for every in-flight batch of the lane to settle before resending. */
+  retrying: boolean;
+  retryTimer: NodeJS.Timeout | undefined;
+  backoffMs: number;
+  lastError: string | undefined;
+  forwarded: number;
+}
+
+/**
+ * Forwards spooled batches to the master target, per disk in arrival order, and deletes each
+ * from the spool only once the MT has acknowledged it as applied (or as a duplicate/obsolete).
+ * A refused batch is retried with backoff, never skipped.
+ */
+export class Forwarder {
+  private readonly lanes = new Map<string, DiskLane>();
+  private readonly byId = new Map<number, { diskId: string; entry: SpoolEntry }>();
+  private nextId = 1;
+  private socket: TLSSocket | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private kick: (() => void) | undefined;
+  private wakeBackoff: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
+  connected = false;
+  lastError: string | undefined;
+  readonly stats = { batches: 0, bytes: 0, wireBytes: 0, refusals: 0, reconnects: 0 };
+
+  constructor(private readonly o: ForwarderOptions) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.unsubscribe = this.o.spool.onPut(() => this.kick?.());
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.unsubscribe?.();
+    for (const lane of this.lanes.values()) clearTimeout(lane.retryTimer);
+    this.kick?.();
+    this.wakeBackoff?.();
+    this.socket?.destroy();
+    await this.loop;
+  }
+
+  status(): Record<string, { pending: number; inFlight: number; lastError: string | undefined; forwarded: number }> {
+    const out: Record<string, { pending: number; inFlight: number; lastError: string | undefined; forwarded: number }> = {};
+    for (const diskId of this.o.spool.disks()) {
+      const lane = this.lanes.get(diskId);
+      out[diskId] = { pending: this.o.spool.pending(diskId).length, inFlight: lane?.inFlight.length ?? 0, lastError: lane?.lastError, forwarded: lane?.forwarded ?? 0 };
+    }
+    return out;
+  }
+
+  private lane(diskId: string): DiskLane {
+    let lane = this.lanes.get(diskId);
+    if (!lane) {
+      lane = { inFlight: [], blockedUntil: 0, retrying: false, retryTimer: undefined, backoffMs: this.o.minBackoffMs ?? 100, lastError: undefined, forwarded: 0 };
+      this.lanes.set(diskId, lane);
+    }
+    return lane;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = this.o.minBackoffMs ?? 100;
+    while (this.running) {
+      try {
+        const { socket, frames } = await connectData(this.o.endpoint, this.o.material, { role: 'ps', name: this.o.name, token: this.o.token });
+        this.socket = socket;
+        this.connected = true;
+        this.lastError = undefined;
+        backoff = this.o.minBackoffMs ?? 100;
+        await this.session(socket, frames);
+      } catch (err) {
+        this.lastError = errorMessage(err);
+        this.o.log('warn', 'master target connection failed', { error: this.lastError });
+      } finally {
+        this.connected = false;
+        this.socket?.destroy();
+        this.socket = undefined;
+        for (const lane of this.lanes.values()) {
+          lane.inFlight = [];
+          lane.retrying = false;
+        }
+        this.byId.clear();
+      }
+      if (!this.running) break;
+      this.stats.reconnects++;
+      await new Promise<void>((resolve) => {
+        this.wakeBackoff = resolve;
+        setTimeout(resolve, backoff * (0.5 + Math.random() / 2));
+      });
+      backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 5000);
+    }
+  }
+
+  private async session(socket: TLSSocket, frames: AsyncGenerator<Frame>): Promise<void> {
+    const reader = this.readAcks(socket, frames);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    while (this.running && !socket.destroyed) {
+      await this.pump(socket);
+      if (!this.running || socket.destroyed) break;
+      await Promise.race([new Promise<void>((resolve) => (this.kick = resolve)), closed]);
+      this.kick = undefined;
+    }
+    socket.destroy();
+    await reader;
+  }
+
+  private async pump(socket: TLSSocket): Promise<void> {
+    const now = Date.now();
+    for (const diskId of this.o.spool.disks()) {
+      const lane = this.lane(diskId);
+      if (lane.blockedUntil > now) continue;
+      if (lane.retrying) {
+        if (lane.inFlight.length > 0) continue;
+        lane.retrying = false;
+      }
+      // In-flight batches are always the head of the lane's pending list (removed from the lane
+      // only after the spool deleted them), so the next one to send is right behind them.
+      while (lane.inFlight.length < this.o.windowPerDisk && !socket.destroyed) {
+        const entry = this.o.spool.pending(diskId)[lane.inFlight.length];
+        if (!entry) break;
+        let raw: Buffer;
+        try {
+          raw = await this.o.spool.read(entry);
+        } catch (err) {
+          // The spool quarantined a batch that no longer verifies; the MT will refuse the gap
+          // it leaves, which surfaces the loss instead of hiding it.
+          lane.lastError = errorMessage(err);
+          this.o.log('warn', 'spooled batch unreadable', { disk: diskId, error: lane.lastError });
+          break;
+        }
+        const id = this.nextId++ >>> 0;
+        lane.inFlight.push(entry);
+        this.byId.set(id, { diskId, entry });
+        const body = this.o.compression === 'deflate' ? await deflate(raw, { level: 1 }) : raw;
+        await writeFrame(socket, this.o.compression === 'deflate' ? FrameType.batchDeflate : FrameType.batch, batchPayload(id, body));
+        this.stats.wireBytes += body.length;
+      }
+    }
+  }
+
+  private async readAcks(socket: TLSSocket, frames: AsyncGenerator<Frame>): Promise<void> {
+    try {
+      for await (const frame of frames) {
+        if (frame.type !== FrameType.ack && frame.type !== FrameType.nack) continue;
+        const msg = parseJson<Ack | Nack>(frame, 'ack');
+        const sent = this.byId.get(msg.id);
+        if (!sent) continue;
+        this.byId.delete(msg.id);
+        const lane = this.lane(sent.diskId);
+        const settle = () => {
+          const at = lane.inFlight.indexOf(sent.entry);
+          if (at >= 0) lane.inFlight.splice(at, 1);
+        };
+        if (frame.type === FrameType.ack) {
+          await this.o.spool.remove(sent.entry);
+          settle();
+          lane.forwarded++;
+          lane.lastError = undefined;
+          lane.backoffMs = this.o.minBackoffMs ?? 100;
+          this.stats.batches++;
+          this.stats.bytes += sent.entry.bytes;
+        } else {
+          const nack = msg as Nack;
+          settle();
+          this.stats.refusals++;
+          lane.lastError = `${nack.code}: ${nack.message}`;
+          if (lane.blockedUntil <= Date.now()) this.o.log('warn', 'master target refused a batch', { disk: sent.diskId, code: nack.code, message: nack.message });
+          // Batches behind a refused one are refused too (they would leave a gap); resend the
+          // lane from its first pending batch after a backoff.
+          if (!lane.retrying) {
+            lane.retrying = true;
+            lane.blockedUntil = Date.now() + lane.backoffMs;
+            clearTimeout(lane.retryTimer);
+            lane.retryTimer = setTimeout(() => this.kick?.(), lane.backoffMs);
+            lane.backoffMs = Math.min(lane.backoffMs * 2, this.o.maxBackoffMs ?? 5000);
+          }
+        }
+        this.kick?.();
+      }
+    } catch (err) {
+      this.lastError = errorMessage(err);
+    } finally {
+      socket.destroy();
+    }
+  }
+}

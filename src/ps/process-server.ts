@@ -1,0 +1,113 @@
+import type { Server, TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { errorMessage } from '../replication/errors.js';
+import { createDataServer, listen, type Endpoint, type TlsMaterial } from '../replication/transport.js';
+import { createControlApi } from '../runtime/control.js';
+import type { Logger } from '../runtime/log.js';
+import { tokenMatches } from '../security/token.js';
+import { Forwarder } from './forwarder.js';
+import { serveAgent, type IntakeStats } from './intake.js';
+import { Spool } from './spool.js';
+
+export interface ProcessServerOptions {
+  name: string;
+  listen: Endpoint;
+  spoolDir: string;
+  /** @default 8 GiB */
+  spoolMaxBytes?: number;
+  masterTarget: Endpoint;
+  material: TlsMaterial;
+  token: string;
+  /** @default 'none' */
+  compression?: 'none' | 'deflate';
+  /** @default 4 */
+  windowPerDisk?: number;
+  control?: Endpoint;
+  log: Logger;
+}
+
+export const PS_DEFAULTS = Object.freeze({ spoolMaxBytes: 8 * 1024 ** 3, compression: 'none' as const, windowPerDisk: 4 });
+
+/** The process server: durable spool between agents and a master target. */
+export class ProcessServer {
+  private server: Server | undefined;
+  private forwarder: Forwarder | undefined;
+  private control: ReturnType<typeof createControlApi> | undefined;
+  readonly intake: IntakeStats = { batches: 0, bytes: 0, refused: 0 };
+  endpoint: Endpoint | undefined;
+  controlEndpoint: Endpoint | undefined;
+  private readonly connections = new Set<TLSSocket>();
+
+  private constructor(
+    private readonly o: ProcessServerOptions,
+    readonly spool: Spool,
+  ) {}
+
+  static async start(o: ProcessServerOptions): Promise<ProcessServer> {
+    const spool = await Spool.open({ dir: o.spoolDir, maxBytes: o.spoolMaxBytes ?? PS_DEFAULTS.spoolMaxBytes });
+    const ps = new ProcessServer(o, spool);
+    for (const q of spool.quarantined()) o.log.error({ file: q }, 'spooled batch failed verification and was quarantined');
+    ps.forwarder = new Forwarder({
+      endpoint: o.masterTarget,
+      material: o.material,
+      token: o.token,
+      name: o.name,
+      spool,
+      compression: o.compression ?? PS_DEFAULTS.compression,
+      windowPerDisk: o.windowPerDisk ?? PS_DEFAULTS.windowPerDisk,
+      log: (level, msg, fields) => o.log[level](fields ?? {}, msg),
+    });
+    ps.forwarder.start();
+    ps.server = createDataServer({
+      material: o.material,
+      roles: ['agent'],
+      authorize: (hello) => tokenMatches(hello.token, o.token),
+      onConnection: async (conn) => {
+        trackSocket(ps.connections, conn.socket);
+        o.log.info({ agent: conn.hello.name }, 'agent connected');
+        await serveAgent(conn, spool, ps.intake, (msg, f) => o.log.warn(f ?? {}, msg));
+      },
+      onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'agent connection error'),
+    });
+    ps.endpoint = await listen(ps.server, o.listen);
+    if (o.control) await ps.startControl(o.control);
+    o.log.info({ listen: ps.endpoint, control: ps.controlEndpoint, spool: spool.usage() }, 'process server started');
+    return ps;
+  }
+
+  status() {
+    const usage = this.spool.usage();
+    return {
+      name: this.o.name,
+      health: usage.state === 'ok' ? 'ok' : usage.state === 'nearly-full' ? 'warning' : 'critical',
+      spool: usage,
+      quarantined: this.spool.quarantined(),
+      intake: this.intake,
+      forwarding: { connected: this.forwarder?.connected ?? false, lastError: this.forwarder?.lastError, stats: this.forwarder?.stats, disks: this.forwarder?.status() },
+    };
+  }
+
+  private async startControl(endpoint: Endpoint): Promise<void> {
+    const app = createControlApi({ material: this.o.material, token: this.o.token, component: `process server ${this.o.name}` });
+    app.get('/status', async () => this.status());
+    await app.listen({ host: endpoint.host, port: endpoint.port });
+    this.control = app;
+    this.controlEndpoint = { host: endpoint.host, port: (app.server.address() as AddressInfo).port };
+  }
+
+  async stop(): Promise<void> {
+    await this.control?.close();
+    await new Promise<void>((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      for (const s of this.connections) s.destroy();
+    });
+    await this.forwarder?.stop();
+    this.o.log.info('process server stopped');
+  }
+}
+
+function trackSocket(set: Set<TLSSocket>, socket: TLSSocket): void {
+  set.add(socket);
+  socket.once('close', () => set.delete(socket));
+}
