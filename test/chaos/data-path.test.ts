@@ -160,10 +160,11 @@ test('a full retention volume pauses apply, then resumes when space is freed, jo
   try {
     await cluster.sync(DISK);
     const client = await NbdClient.connect({ socketPath: cluster.paths.nbdSocket, exportName: DISK });
-    await runWorkload(client, { seed: 1, blockBytes: 64 * 1024, pattern: 'random', concurrency: 4, maxWrites: 40 });
+    // Fill the first 8 MiB so that overwriting it later needs 8 MiB of before-images.
+    await runWorkload(client, { seed: 1, blockBytes: 64 * 1024, pattern: 'sequential', concurrency: 4, maxWrites: 128 });
     const checkpoints = [await checkpoint(cluster, DISK)];
     await cluster.sync(DISK);
-    // Leave about 2 MiB free, then write 8 MiB: the undo journal cannot hold it.
+    // Leave about 2 MiB free, then overwrite those 8 MiB: the undo journal cannot hold it.
     const { stdout } = await exec('df', ['--output=avail', '-B1', cluster.paths.retention]);
     const avail = Number(stdout.trim().split('\n').pop());
     await writeFile(filler, Buffer.alloc(Math.max(0, avail - 2 * MiB)));
@@ -187,6 +188,36 @@ test('a full retention volume pauses apply, then resumes when space is freed, jo
   } finally {
     await cluster.killAll();
     await exec('umount', [cluster.paths.retention]).catch(() => undefined);
+    await done();
+  }
+});
+
+test('a full agent buffer switches to the dirty map, marks resync required, drops nothing', async () => {
+  const { cluster, dir, done } = await startCluster({ disks: [{ id: DISK, sizeBytes: 32 * MiB }], agent: { bookmarkIntervalSec: 0, bufferBytes: 2 * MiB } });
+  try {
+    await cluster.sync(DISK);
+    const client = await NbdClient.connect({ socketPath: cluster.paths.nbdSocket, exportName: DISK });
+    await runWorkload(client, { seed: 3, blockBytes: 64 * 1024, pattern: 'random', concurrency: 4, maxWrites: 50 });
+    const checkpoints = [await checkpoint(cluster, DISK)];
+    await cluster.sync(DISK);
+    // With the PS down nothing drains: 6 MiB of writes cannot fit a 2 MiB buffer.
+    await cluster.kill('ps');
+    await runWorkload(client, { seed: 4, blockBytes: 64 * 1024, pattern: 'random', concurrency: 4, maxWrites: 96 });
+    const during = await cluster.client('agent').call<{ disks: Record<string, { mode: string; resyncRequired: boolean; regionsToResync: number; stats: { overflows: number } }> }>('GET', '/status');
+    const d = during.disks[DISK]!;
+    assert.equal(d.mode, 'overflow');
+    assert.equal(d.resyncRequired, true);
+    assert.ok(d.regionsToResync > 0 && d.stats.overflows === 1);
+    await assert.rejects(cluster.client('agent').call('POST', `/disks/${DISK}/bookmarks`, {}), /RESYNC_IN_PROGRESS|resync|overflow/);
+    await cluster.start('ps');
+    await cluster.sync(DISK);
+    const { source, replica } = await sameDisks(cluster, DISK);
+    assert.equal(replica, source, 'after the resync the replica equals the source');
+    checkpoints.push(await checkpoint(cluster, DISK));
+    await cluster.sync(DISK);
+    await client.disconnect();
+    assert.deepEqual(await verifyCheckpoints(cluster, dir, DISK, checkpoints), []);
+  } finally {
     await done();
   }
 });
