@@ -197,7 +197,8 @@ test('a full agent buffer switches to the dirty map, marks resync required, drop
   try {
     await cluster.sync(DISK);
     const client = await NbdClient.connect({ socketPath: cluster.paths.nbdSocket, exportName: DISK });
-    await runWorkload(client, { seed: 3, blockBytes: 64 * 1024, pattern: 'random', concurrency: 4, maxWrites: 50 });
+    // 1 MiB: fits the 2 MiB buffer however slowly the PS acknowledges.
+    await runWorkload(client, { seed: 3, blockBytes: 64 * 1024, pattern: 'random', concurrency: 4, maxWrites: 16 });
     const checkpoints = [await checkpoint(cluster, DISK)];
     await cluster.sync(DISK);
     // With the PS down nothing drains: 6 MiB of writes cannot fit a 2 MiB buffer.
