@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { resolve } from 'node:path';
-import { ConfigError } from '../replication/errors.js';
+import { BoomerangError, ConfigError } from '../replication/errors.js';
 import { listRecoveryPointsOffline, restoreOffline } from '../mt/offline.js';
 import { ControlClient } from './common.js';
 
@@ -15,6 +15,7 @@ interface Target {
 
 interface PointView {
   id: string;
+  bookmarkId: string;
   kind: string;
   time: number;
   lineage: string;
@@ -53,8 +54,8 @@ function printPoints(points: PointView[], output: Target['output']): void {
     process.stdout.write(`${JSON.stringify(points, null, 2)}\n`);
     return;
   }
-  const rows = points.map((p) => [p.id, p.kind, new Date(p.time).toISOString(), `${p.lineage.slice(0, 8)}/${p.seq}`]);
-  const head = ['ID', 'KIND', 'TIME', 'POSITION'];
+  const rows = points.map((p) => [p.bookmarkId, p.kind, new Date(p.time).toISOString(), `${p.lineage.slice(0, 8)}/${p.seq}`]);
+  const head = ['BOOKMARK', 'KIND', 'TIME', 'POSITION'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
   if (rows.length === 0) process.stdout.write('(no recovery points yet)\n');
@@ -73,7 +74,7 @@ export function rpCommand(): Command {
     rp
       .command('restore')
       .description('materialise the disk at a recovery point: into a new file (--out) or rolling the target back in place (--in-place)')
-      .requiredOption('--point <id>', "recovery point id, or 'latest'")
+      .requiredOption('--point <id>', "bookmark id or recovery point id (as `rp list` shows), or 'latest'")
       .option('--out <file>', 'write the restored disk to this new file')
       .option('--in-place', 'roll the target disk itself back (later points are discarded)', false)
       .option('--target <file>', 'offline: the target disk file'),
@@ -84,7 +85,10 @@ export function rpCommand(): Command {
       await online(t, (c) => c.call('POST', `/disks/${encodeURIComponent(t.disk)}/restore`, t.inPlace ? { point: t.point, inPlace: true } : { point: t.point, outPath: resolve(t.out!) }));
     } else {
       if (t.inPlace) throw new ConfigError('USAGE', 'in-place restore needs the running master target (--mt)');
-      await restoreOffline(resolve(t.retention!), t.point, resolve(t.out!));
+      const dir = resolve(t.retention!);
+      const point = t.point === 'latest' ? t.point : (await listRecoveryPointsOffline(dir)).find((p) => p.id === t.point || p.bookmarkId === t.point)?.id;
+      if (!point) throw new BoomerangError('UNKNOWN_POINT', `no recovery point or bookmark ${t.point} in ${dir}`);
+      await restoreOffline(dir, point, resolve(t.out!), t.target ? { targetPath: resolve(t.target) } : {});
     }
     const result = { disk: t.disk, point: t.point, ...(t.out ? { out: resolve(t.out) } : { inPlace: true }), ms: Date.now() - started };
     process.stdout.write(t.output === 'json' ? `${JSON.stringify(result)}\n` : `restored ${t.disk} to ${t.point}${t.out ? ` into ${resolve(t.out)}` : ' in place'} in ${result.ms} ms\n`);

@@ -156,6 +156,13 @@ export class Cluster {
     return p;
   }
 
+  /** host:port of a running component's control API (for the CLI). */
+  controlAddress(role: Role): string {
+    const r = this.running.get(role);
+    if (!r) throw new BoomerangError('LAB_STATE', `${role} is not running`);
+    return `${r.control.host}:${r.control.port}`;
+  }
+
   client(role: Role): ControlClient {
     const c = this.clients.get(role);
     if (!c || !this.running.has(role)) throw new BoomerangError('LAB_STATE', `${role} is not running`);
