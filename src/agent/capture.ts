@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { BatchFlags, encodeBatch, type Bookmark, type BookmarkKind, type Extent } from '../replication/batch.js';
+import { BatchFlags, encodeBatchParts, type Bookmark, type BookmarkKind, type Extent } from '../replication/batch.js';
 import type { BlockDevice } from '../replication/disk.js';
 import { isAllZero } from '../replication/disk.js';
 import { BoomerangError } from '../replication/errors.js';
@@ -14,7 +14,9 @@ export interface SealedBatch {
   lineage: LineageId;
   firstSeq: number;
   lastSeq: number;
-  bytes: Buffer;
+  /** The encoded batch as buffers to write in order (see encodeBatchParts). */
+  parts: Buffer[];
+  length: number;
   /** Budget bytes held until acknowledged. */
   held: number;
   /** Extents (offset, length) whose dirty-map regions are released on acknowledgement. */
@@ -172,7 +174,7 @@ export class DiskCapture {
     if (!b) return;
     this.open = undefined;
     const lastSeq = this.nextSeq - 1;
-    const bytes = encodeBatch({
+    const { parts, length } = encodeBatchParts({
       diskId: this.name,
       lineage: this.lineageId,
       firstSeq: b.firstSeq,
@@ -188,7 +190,8 @@ export class DiskCapture {
       lineage: this.lineageId,
       firstSeq: b.firstSeq,
       lastSeq,
-      bytes,
+      parts,
+      length,
       held: b.dataBytes,
       ranges: b.extents.map((e) => [e.offset, e.length]),
       firstTime: b.firstTime,

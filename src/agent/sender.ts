@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
 import { errorMessage } from '../replication/errors.js';
+import { Wakeup } from '../replication/wakeup.js';
 import type { SealedBatch } from './capture.js';
 
 export interface SenderOptions {
@@ -29,7 +30,7 @@ export class PsSender {
   private nextId = 1;
   private socket: TLSSocket | undefined;
   private running = false;
-  private kick: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private loop: Promise<void> | undefined;
   private drainWaiters: (() => void)[] = [];
   private backoffTimer: NodeJS.Timeout | undefined;
@@ -42,12 +43,12 @@ export class PsSender {
 
   enqueue(batch: SealedBatch): void {
     this.queue.push(batch);
-    this.kick?.();
+    this.wakeup.notify();
   }
 
   pending(): { batches: number; bytes: number } {
     let bytes = this.inFlightBytes;
-    for (const b of this.queue) bytes += b.bytes.length;
+    for (const b of this.queue) bytes += b.length;
     return { batches: this.queue.length + this.inFlight.size, bytes };
   }
 
@@ -71,7 +72,7 @@ export class PsSender {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.kick?.();
+    this.wakeup.notify();
     this.wakeBackoff?.();
     this.socket?.destroy();
     await this.loop;
@@ -121,18 +122,17 @@ export class PsSender {
     const reader = this.readAcks(socket, frames);
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     for (;;) {
-      while (this.running && !socket.destroyed && this.queue.length > 0 && (this.inFlight.size === 0 || this.inFlightBytes + this.queue[0]!.bytes.length <= this.o.windowBytes)) {
+      while (this.running && !socket.destroyed && this.queue.length > 0 && (this.inFlight.size === 0 || this.inFlightBytes + this.queue[0]!.length <= this.o.windowBytes)) {
         const batch = this.queue.shift()!;
         const id = this.nextId++ >>> 0;
         this.inFlight.set(id, batch);
-        this.inFlightBytes += batch.bytes.length;
-        await writeFrame(socket, FrameType.batch, batchPayload(id, batch.bytes));
+        this.inFlightBytes += batch.length;
+        await writeFrame(socket, FrameType.batch, batchPayload(id, ...batch.parts));
         this.stats.batchesSent++;
-        this.stats.bytesSent += batch.bytes.length;
+        this.stats.bytesSent += batch.length;
       }
       if (!this.running || socket.destroyed) break;
-      await Promise.race([new Promise<void>((resolve) => (this.kick = resolve)), closed]);
-      this.kick = undefined;
+      await Promise.race([this.wakeup.wait(), closed]);
     }
     socket.destroy();
     await reader;
@@ -146,10 +146,10 @@ export class PsSender {
           const batch = this.inFlight.get(ack.id);
           if (!batch) continue;
           this.inFlight.delete(ack.id);
-          this.inFlightBytes -= batch.bytes.length;
+          this.inFlightBytes -= batch.length;
           this.stats.batchesAcked++;
           this.o.onAck(batch);
-          this.kick?.();
+          this.wakeup.notify();
           if (this.isEmpty()) for (const w of this.drainWaiters.splice(0)) w();
         } else if (frame.type === FrameType.nack) {
           const nack = parseJson<Nack>(frame, 'nack');
@@ -163,7 +163,7 @@ export class PsSender {
       this.lastError = errorMessage(err);
     } finally {
       socket.destroy();
-      this.kick?.();
+      this.wakeup.notify();
     }
   }
 }

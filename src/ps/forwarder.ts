@@ -3,7 +3,9 @@ import { deflateRaw } from 'node:zlib';
 import type { TLSSocket } from 'node:tls';
 import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
 import { errorMessage } from '../replication/errors.js';
+import { Wakeup } from '../replication/wakeup.js';
 import type { Spool, SpoolEntry } from './spool.js';
+import type { RecentBatches } from './recent.js';
 
 const deflate = promisify(deflateRaw);
 
@@ -13,6 +15,7 @@ export interface ForwarderOptions {
   token: string;
   name: string;
   spool: Spool;
+  recent: RecentBatches;
   compression: 'none' | 'deflate';
   /** Batches of one disk in flight to the MT at once. */
   windowPerDisk: number;
@@ -45,7 +48,7 @@ export class Forwarder {
   private socket: TLSSocket | undefined;
   private running = false;
   private loop: Promise<void> | undefined;
-  private kick: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private wakeBackoff: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   connected = false;
@@ -57,7 +60,7 @@ export class Forwarder {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.unsubscribe = this.o.spool.onPut(() => this.kick?.());
+    this.unsubscribe = this.o.spool.onPut(() => this.wakeup.notify());
     this.loop = this.run();
   }
 
@@ -65,7 +68,7 @@ export class Forwarder {
     this.running = false;
     this.unsubscribe?.();
     for (const lane of this.lanes.values()) clearTimeout(lane.retryTimer);
-    this.kick?.();
+    this.wakeup.notify();
     this.wakeBackoff?.();
     this.socket?.destroy();
     await this.loop;
@@ -128,18 +131,26 @@ export class Forwarder {
     while (this.running && !socket.destroyed) {
       await this.pump(socket);
       if (!this.running || socket.destroyed) break;
-      await Promise.race([new Promise<void>((resolve) => (this.kick = resolve)), closed]);
-      this.kick = undefined;
+      await Promise.race([this.wakeup.wait(), closed]);
     }
     socket.destroy();
     await reader;
+  }
+
+  /** Kicks the pump once `at` has passed (timers may fire a millisecond early: never rely on one). */
+  private wakeAt(lane: DiskLane, at: number): void {
+    clearTimeout(lane.retryTimer);
+    lane.retryTimer = setTimeout(() => this.wakeup.notify(), Math.max(0, at - Date.now()) + 1);
   }
 
   private async pump(socket: TLSSocket): Promise<void> {
     const now = Date.now();
     for (const diskId of this.o.spool.disks()) {
       const lane = this.lane(diskId);
-      if (lane.blockedUntil > now) continue;
+      if (lane.blockedUntil > now) {
+        this.wakeAt(lane, lane.blockedUntil);
+        continue;
+      }
       if (lane.retrying) {
         if (lane.inFlight.length > 0) continue;
         lane.retrying = false;
@@ -151,7 +162,7 @@ export class Forwarder {
         if (!entry) break;
         let raw: Buffer;
         try {
-          raw = await this.o.spool.read(entry);
+          raw = this.o.recent.get(entry) ?? (await this.o.spool.read(entry));
         } catch (err) {
           // The spool quarantined a batch that no longer verifies; the MT will refuse the gap
           // it leaves, which surfaces the loss instead of hiding it.
@@ -184,6 +195,7 @@ export class Forwarder {
         };
         if (frame.type === FrameType.ack) {
           await this.o.spool.remove(sent.entry);
+          this.o.recent.delete(sent.entry);
           settle();
           lane.forwarded++;
           lane.lastError = undefined;
@@ -201,12 +213,11 @@ export class Forwarder {
           if (!lane.retrying) {
             lane.retrying = true;
             lane.blockedUntil = Date.now() + lane.backoffMs;
-            clearTimeout(lane.retryTimer);
-            lane.retryTimer = setTimeout(() => this.kick?.(), lane.backoffMs);
+            this.wakeAt(lane, lane.blockedUntil);
             lane.backoffMs = Math.min(lane.backoffMs * 2, this.o.maxBackoffMs ?? 5000);
           }
         }
-        this.kick?.();
+        this.wakeup.notify();
       }
     } catch (err) {
       this.lastError = errorMessage(err);

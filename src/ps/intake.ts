@@ -2,6 +2,7 @@ import { decodeBatch } from '../replication/batch.js';
 import { BoomerangError, errorMessage } from '../replication/errors.js';
 import { FrameType, jsonPayload, splitBatchPayload, writeFrame, type Ack, type DataConnection, type Nack } from '../replication/transport.js';
 import type { Spool } from './spool.js';
+import type { RecentBatches } from './recent.js';
 
 export interface IntakeStats {
   batches: number;
@@ -15,7 +16,7 @@ export interface IntakeStats {
  * is dropped so that nothing behind the refused batch can overtake it (the agent resends from
  * the refused one).
  */
-export async function serveAgent(conn: DataConnection, spool: Spool, stats: IntakeStats, log: (msg: string, f?: object) => void): Promise<void> {
+export async function serveAgent(conn: DataConnection, spool: Spool, recent: RecentBatches, stats: IntakeStats, log: (msg: string, f?: object) => void): Promise<void> {
   const chains = new Map<string, Promise<void>>();
   let failed = false;
   const refuse = async (id: number, err: unknown) => {
@@ -51,6 +52,7 @@ export async function serveAgent(conn: DataConnection, spool: Spool, stats: Inta
       if (failed) return;
       try {
         const entry = await spool.put(body);
+        recent.set(entry, body);
         stats.batches++;
         stats.bytes += body.length;
         const ack: Ack = { id, status: 'stored', diskId, lineage: entry.lineage, lastSeq: entry.lastSeq };

@@ -8,6 +8,7 @@ import { tokenMatches } from '../security/token.js';
 import { Forwarder } from './forwarder.js';
 import { serveAgent, type IntakeStats } from './intake.js';
 import { Spool } from './spool.js';
+import { RecentBatches } from './recent.js';
 
 export interface ProcessServerOptions {
   name: string;
@@ -22,11 +23,13 @@ export interface ProcessServerOptions {
   compression?: 'none' | 'deflate';
   /** @default 4 */
   windowPerDisk?: number;
+  /** Spooled batches also kept in memory for forwarding. @default 256 MiB */
+  recentBytes?: number;
   control?: Endpoint;
   log: Logger;
 }
 
-export const PS_DEFAULTS = Object.freeze({ spoolMaxBytes: 8 * 1024 ** 3, compression: 'none' as const, windowPerDisk: 4 });
+export const PS_DEFAULTS = Object.freeze({ spoolMaxBytes: 8 * 1024 ** 3, compression: 'none' as const, windowPerDisk: 4, recentBytes: 256 * 1024 ** 2 });
 
 /** The process server: durable spool between agents and a master target. */
 export class ProcessServer {
@@ -46,6 +49,7 @@ export class ProcessServer {
   static async start(o: ProcessServerOptions): Promise<ProcessServer> {
     const spool = await Spool.open({ dir: o.spoolDir, maxBytes: o.spoolMaxBytes ?? PS_DEFAULTS.spoolMaxBytes });
     const ps = new ProcessServer(o, spool);
+    const recent = new RecentBatches(o.recentBytes ?? PS_DEFAULTS.recentBytes);
     for (const q of spool.quarantined()) o.log.error({ file: q }, 'spooled batch failed verification and was quarantined');
     ps.forwarder = new Forwarder({
       endpoint: o.masterTarget,
@@ -53,6 +57,7 @@ export class ProcessServer {
       token: o.token,
       name: o.name,
       spool,
+      recent,
       compression: o.compression ?? PS_DEFAULTS.compression,
       windowPerDisk: o.windowPerDisk ?? PS_DEFAULTS.windowPerDisk,
       log: (level, msg, fields) => o.log[level](fields ?? {}, msg),
@@ -65,7 +70,7 @@ export class ProcessServer {
       onConnection: async (conn) => {
         trackSocket(ps.connections, conn.socket);
         o.log.info({ agent: conn.hello.name }, 'agent connected');
-        await serveAgent(conn, spool, ps.intake, (msg, f) => o.log.warn(f ?? {}, msg));
+        await serveAgent(conn, spool, recent, ps.intake, (msg, f) => o.log.warn(f ?? {}, msg));
       },
       onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'agent connection error'),
     });

@@ -135,7 +135,12 @@ export function encodedBatchSize(batch: Batch): number {
   );
 }
 
-export function encodeBatch(batch: Batch): Buffer {
+/**
+ * Encodes a batch as a list of buffers: one with the header and tables, then the extents' data
+ * as they are (not copied), then the checksum. The sender writes them with one writev; the
+ * agent never copies captured data into a batch.
+ */
+export function encodeBatchParts(batch: Batch): { parts: Buffer[]; length: number } {
   if (!isDiskId(batch.diskId)) fail('BATCH_DISK_ID', `disk id ${JSON.stringify(batch.diskId)} is not valid`);
   checkSeqs(batch);
   if ((batch.flags & ~KNOWN_FLAGS) !== 0) fail('BATCH_FLAGS', `unknown flags ${batch.flags}`);
@@ -149,28 +154,29 @@ export function encodeBatch(batch: Batch): Buffer {
   const total = encodedBatchSize(batch);
   if (total > BATCH_LIMITS.maxBytes) fail('BATCH_LIMIT', `batch of ${total} bytes exceeds ${BATCH_LIMITS.maxBytes}`);
 
-  const out = Buffer.allocUnsafe(total);
-  const diskIdLen = out.write(batch.diskId, HEADER, 'utf8');
-  out.writeUInt32LE(BATCH_MAGIC, 0);
-  out.writeUInt16LE(BATCH_VERSION, 4);
-  out.writeUInt16LE(batch.flags, 6);
-  out.writeUInt32LE(total, 8);
-  out.writeUInt32LE(batch.extents.length, 12);
-  out.writeUInt32LE(batch.bookmarks.length, 16);
-  out.writeUInt16LE(diskIdLen, 20);
-  out.writeUInt16LE(0, 22);
-  lineageToBytes(batch.lineage, out, 24);
-  out.writeBigUInt64LE(BigInt(batch.firstSeq), 40);
-  out.writeBigUInt64LE(BigInt(batch.lastSeq), 48);
-  out.writeBigUInt64LE(BigInt(batch.firstTime), 56);
-  out.writeBigUInt64LE(BigInt(batch.lastTime), 64);
-  out.writeBigUInt64LE(BigInt(batchDataBytes(batch)), 72);
+  const dataBytes = batchDataBytes(batch);
+  const head = Buffer.allocUnsafe(total - dataBytes - TRAILER);
+  const diskIdLen = head.write(batch.diskId, HEADER, 'utf8');
+  head.writeUInt32LE(BATCH_MAGIC, 0);
+  head.writeUInt16LE(BATCH_VERSION, 4);
+  head.writeUInt16LE(batch.flags, 6);
+  head.writeUInt32LE(total, 8);
+  head.writeUInt32LE(batch.extents.length, 12);
+  head.writeUInt32LE(batch.bookmarks.length, 16);
+  head.writeUInt16LE(diskIdLen, 20);
+  head.writeUInt16LE(0, 22);
+  lineageToBytes(batch.lineage, head, 24);
+  head.writeBigUInt64LE(BigInt(batch.firstSeq), 40);
+  head.writeBigUInt64LE(BigInt(batch.lastSeq), 48);
+  head.writeBigUInt64LE(BigInt(batch.firstTime), 56);
+  head.writeBigUInt64LE(BigInt(batch.lastTime), 64);
+  head.writeBigUInt64LE(BigInt(dataBytes), 72);
 
   let at = HEADER + diskIdLen;
   for (const e of batch.extents) {
-    out.writeBigUInt64LE(BigInt(e.offset), at);
-    out.writeUInt32LE(e.length, at + 8);
-    out.writeUInt32LE(e.data ? 0 : 1, at + 12); // kind in the low byte, reserved bytes zero
+    head.writeBigUInt64LE(BigInt(e.offset), at);
+    head.writeUInt32LE(e.length, at + 8);
+    head.writeUInt32LE(e.data ? 0 : 1, at + 12); // kind in the low byte, reserved bytes zero
     at += EXTENT_ENTRY;
   }
   for (const b of batch.bookmarks) {
@@ -179,21 +185,33 @@ export function encodeBatch(batch: Batch): Buffer {
     if (!Number.isSafeInteger(b.seq) || b.seq < batch.firstSeq || b.seq > batch.lastSeq)
       fail('BATCH_BOOKMARK', `bookmark ${b.id} seq ${b.seq} is outside ${batch.firstSeq}..${batch.lastSeq}`);
     if (!Number.isSafeInteger(b.time) || b.time < 0) fail('BATCH_BOOKMARK', `bookmark ${b.id} time ${b.time} is invalid`);
-    out.fill(0, at, at + BOOKMARK_ENTRY);
-    const idLen = out.write(b.id, at + 24, BATCH_LIMITS.maxBookmarkIdBytes, 'utf8');
+    head.fill(0, at, at + BOOKMARK_ENTRY);
+    const idLen = head.write(b.id, at + 24, BATCH_LIMITS.maxBookmarkIdBytes, 'utf8');
     if (idLen === 0 || idLen !== Buffer.byteLength(b.id))
       fail('BATCH_BOOKMARK', `bookmark id ${JSON.stringify(b.id)} must be 1..${BATCH_LIMITS.maxBookmarkIdBytes} bytes`);
-    out.writeUInt8(kind, at);
-    out.writeUInt8(idLen, at + 1);
-    out.writeBigUInt64LE(BigInt(b.time), at + 8);
-    out.writeBigUInt64LE(BigInt(b.seq), at + 16);
+    head.writeUInt8(kind, at);
+    head.writeUInt8(idLen, at + 1);
+    head.writeBigUInt64LE(BigInt(b.time), at + 8);
+    head.writeBigUInt64LE(BigInt(b.seq), at + 16);
     at += BOOKMARK_ENTRY;
   }
+  const parts: Buffer[] = [head];
+  let crc = crc32(head);
   for (const e of batch.extents) {
-    if (e.data) at += e.data.copy(out, at);
+    if (!e.data) continue;
+    parts.push(e.data);
+    crc = crc32(e.data, crc);
   }
-  out.writeUInt32LE(crc32(out.subarray(0, at)), at);
-  return out;
+  const trailer = Buffer.allocUnsafe(TRAILER);
+  trailer.writeUInt32LE(crc, 0);
+  parts.push(trailer);
+  return { parts, length: total };
+}
+
+/** The batch as one contiguous buffer (see encodeBatchParts). */
+export function encodeBatch(batch: Batch): Buffer {
+  const { parts, length } = encodeBatchParts(batch);
+  return Buffer.concat(parts, length);
 }
 
 function readSafe(buf: Buffer, at: number, what: string): number {

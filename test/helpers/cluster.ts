@@ -16,8 +16,13 @@ export async function startCluster(
   const { beforeStart, ...rest } = options;
   const cluster = new Cluster({ ...rest, dir });
   await cluster.prepare();
-  await beforeStart?.(cluster);
-  await cluster.startAll();
+  try {
+    await beforeStart?.(cluster);
+    await cluster.startAll();
+  } catch (err) {
+    await cluster.killAll();
+    throw err;
+  }
   return {
     cluster,
     dir,
