@@ -1,13 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { BookmarkKind, Bookmark } from '../replication/batch.js';
 import { FileDisk } from '../replication/disk.js';
 import { BoomerangError, errorMessage } from '../replication/errors.js';
 import { newLineage, type LineageId } from '../replication/position.js';
 import type { Endpoint, TlsMaterial } from '../replication/transport.js';
 import type { Logger } from '../runtime/log.js';
-import { createControlApi } from '../runtime/control.js';
+import { createControlApi, listenControl } from '../runtime/control.js';
 import { NbdServer } from './nbd/server.js';
 import { BufferBudget } from './budget.js';
 import { DiskCapture, type SealedBatch } from './capture.js';
@@ -271,7 +270,7 @@ export class Agent {
       lastError: this.sender.lastError,
       buffer: { usedBytes: this.budget.used, limitBytes: this.budget.limitBytes },
       pending: this.sender.pending(),
-      sender: this.sender.stats,
+      sender: { ...this.sender.stats, reconnects: this.sender.reconnects },
       disks: Object.fromEntries(
         [...this.disks].map(([id, d]) => [
           id,
@@ -315,10 +314,8 @@ export class Agent {
       { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
       async (req) => ({ drained: await this.drain(req.query.timeoutMs ?? 30_000) }),
     );
-    await app.listen({ host: endpoint.host, port: endpoint.port });
     this.control = app;
-    const addr = app.server.address() as AddressInfo;
-    this.controlEndpoint = { host: endpoint.host, port: addr.port };
+    this.controlEndpoint = await listenControl(app, endpoint);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
 import { errorMessage } from '../replication/errors.js';
+import { Reconnector } from '../replication/reconnect.js';
 import { Wakeup } from '../replication/wakeup.js';
 import type { SealedBatch } from './capture.js';
 
@@ -28,18 +29,33 @@ export class PsSender {
   private readonly inFlight = new Map<number, SealedBatch>();
   private inFlightBytes = 0;
   private nextId = 1;
-  private socket: TLSSocket | undefined;
-  private running = false;
   private readonly wakeup = new Wakeup();
-  private loop: Promise<void> | undefined;
   private drainWaiters: (() => void)[] = [];
-  private backoffTimer: NodeJS.Timeout | undefined;
-  private wakeBackoff: (() => void) | undefined;
   lastError: string | undefined;
-  connected = false;
-  readonly stats = { batchesSent: 0, bytesSent: 0, batchesAcked: 0, reconnects: 0, refusals: 0 };
+  private readonly link: Reconnector;
+  readonly stats = { batchesSent: 0, bytesSent: 0, batchesAcked: 0, refusals: 0 };
 
-  constructor(private readonly o: SenderOptions) {}
+  constructor(private readonly o: SenderOptions) {
+    this.link = new Reconnector({
+      connect: () => connectData(o.endpoint, o.material, { role: 'agent', name: o.name, token: o.token }),
+      session: (socket, frames) => this.session(socket, frames),
+      onDown: () => this.requeueInFlight(),
+      onError: (message) => {
+        this.lastError = message;
+        o.log('warn', 'process server connection failed', { error: message });
+      },
+      ...(o.minBackoffMs === undefined ? {} : { minBackoffMs: o.minBackoffMs }),
+      ...(o.maxBackoffMs === undefined ? {} : { maxBackoffMs: o.maxBackoffMs }),
+    });
+  }
+
+  get connected(): boolean {
+    return this.link.connected;
+  }
+
+  get reconnects(): number {
+    return this.link.reconnects;
+  }
 
   enqueue(batch: SealedBatch): void {
     this.queue.push(batch);
@@ -53,9 +69,7 @@ export class PsSender {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.link.start();
   }
 
   /** Resolves true once everything enqueued so far is acknowledged, false on timeout. */
@@ -71,44 +85,13 @@ export class PsSender {
   }
 
   async stop(): Promise<void> {
-    this.running = false;
+    const stopped = this.link.stop();
     this.wakeup.notify();
-    this.wakeBackoff?.();
-    this.socket?.destroy();
-    await this.loop;
+    await stopped;
   }
 
   private isEmpty(): boolean {
     return this.queue.length === 0 && this.inFlight.size === 0;
-  }
-
-  private async run(): Promise<void> {
-    let backoff = this.o.minBackoffMs ?? 100;
-    while (this.running) {
-      try {
-        const { socket, frames } = await connectData(this.o.endpoint, this.o.material, { role: 'agent', name: this.o.name, token: this.o.token });
-        this.socket = socket;
-        this.connected = true;
-        backoff = this.o.minBackoffMs ?? 100;
-        await this.session(socket, frames);
-      } catch (err) {
-        this.lastError = errorMessage(err);
-        this.o.log('warn', 'process server connection failed', { error: this.lastError });
-      } finally {
-        this.connected = false;
-        this.socket?.destroy();
-        this.socket = undefined;
-        this.requeueInFlight();
-      }
-      if (!this.running) break;
-      this.stats.reconnects++;
-      await new Promise<void>((resolve) => {
-        this.wakeBackoff = resolve;
-        this.backoffTimer = setTimeout(resolve, backoff * (0.5 + Math.random() / 2));
-      });
-      clearTimeout(this.backoffTimer);
-      backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 5000);
-    }
   }
 
   private requeueInFlight(): void {
@@ -122,7 +105,7 @@ export class PsSender {
     const reader = this.readAcks(socket, frames);
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     for (;;) {
-      while (this.running && !socket.destroyed && this.queue.length > 0 && (this.inFlight.size === 0 || this.inFlightBytes + this.queue[0]!.length <= this.o.windowBytes)) {
+      while (this.link.isRunning && !socket.destroyed && this.queue.length > 0 && (this.inFlight.size === 0 || this.inFlightBytes + this.queue[0]!.length <= this.o.windowBytes)) {
         const batch = this.queue.shift()!;
         const id = this.nextId++ >>> 0;
         this.inFlight.set(id, batch);
@@ -131,7 +114,7 @@ export class PsSender {
         this.stats.batchesSent++;
         this.stats.bytesSent += batch.length;
       }
-      if (!this.running || socket.destroyed) break;
+      if (!this.link.isRunning || socket.destroyed) break;
       await Promise.race([this.wakeup.wait(), closed]);
     }
     socket.destroy();

@@ -1,11 +1,9 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
-import type { Server, TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import { BoomerangError, errorMessage } from '../replication/errors.js';
-import { createDataServer, listen, type Endpoint, type TlsMaterial } from '../replication/transport.js';
-import { createControlApi } from '../runtime/control.js';
+import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
+import { createControlApi, listenControl } from '../runtime/control.js';
 import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
 import { ReplicaDisk } from './replica.js';
@@ -42,9 +40,8 @@ export class MasterTarget {
   private readonly rpo = new Map<string, RpoWindow>();
   readonly applyStats: ApplyStats = { batches: 0, bytes: 0, refused: 0, lastRefusal: undefined };
   private readonly applied = new EventEmitter();
-  private server: Server | undefined;
+  private server: DataServer | undefined;
   private control: ReturnType<typeof createControlApi> | undefined;
-  private readonly connections = new Set<TLSSocket>();
   endpoint: Endpoint | undefined;
   controlEndpoint: Endpoint | undefined;
 
@@ -84,14 +81,12 @@ export class MasterTarget {
       roles: ['ps'],
       authorize: (hello) => tokenMatches(hello.token, o.token),
       onConnection: async (conn) => {
-        this.connections.add(conn.socket);
-        conn.socket.once('close', () => this.connections.delete(conn.socket));
         o.log.info({ ps: conn.hello.name }, 'process server connected');
         await servePs(conn, this.disks, this.rpo, this.applyStats, (msg, f) => o.log.warn(f ?? {}, msg), (id) => this.applied.emit(id));
       },
       onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'process server connection error'),
     });
-    this.endpoint = await listen(this.server, o.listen);
+    this.endpoint = await this.server.listen(o.listen);
     if (o.control) await this.startControl(o.control);
     o.log.info({ listen: this.endpoint, control: this.controlEndpoint }, 'master target started');
   }
@@ -188,18 +183,13 @@ export class MasterTarget {
       },
       async (req) => ({ reached: await this.waitFor(req.params.disk, req.query.lineage, req.query.seq, req.query.timeoutMs ?? 30_000), position: this.disk(req.params.disk).position() }),
     );
-    await app.listen({ host: endpoint.host, port: endpoint.port });
     this.control = app;
-    this.controlEndpoint = { host: endpoint.host, port: (app.server.address() as AddressInfo).port };
+    this.controlEndpoint = await listenControl(app, endpoint);
   }
 
   async stop(): Promise<void> {
     await this.control?.close();
-    await new Promise<void>((resolve) => {
-      if (!this.server) return resolve();
-      this.server.close(() => resolve());
-      for (const s of this.connections) s.destroy();
-    });
+    await this.server?.close();
     for (const d of this.disks.values()) await d.close();
     this.o.log.info('master target stopped');
   }

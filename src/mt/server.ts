@@ -1,8 +1,8 @@
 import { promisify } from 'node:util';
 import { inflateRaw } from 'node:zlib';
 import { BATCH_LIMITS, decodeBatch, type Batch } from '../replication/batch.js';
-import { BoomerangError, errorMessage } from '../replication/errors.js';
-import { FrameType, jsonPayload, splitBatchPayload, writeFrame, type Ack, type DataConnection, type Nack } from '../replication/transport.js';
+import { BoomerangError } from '../replication/errors.js';
+import { FrameType, jsonPayload, nackFor, splitBatchPayload, writeFrame, type Ack, type DataConnection, type Nack } from '../replication/transport.js';
 import type { ReplicaDisk } from './replica.js';
 
 const inflate = promisify(inflateRaw);
@@ -46,12 +46,7 @@ export async function servePs(
   const send = (type: number, body: Ack | Nack) => writeFrame(conn.socket, type, jsonPayload(body)).catch(() => undefined);
   const refuse = async (id: number, err: unknown) => {
     stats.refused++;
-    const nack: Nack = {
-      id,
-      code: err instanceof BoomerangError ? err.code : 'INTERNAL',
-      message: errorMessage(err),
-      retryable: err instanceof BoomerangError ? err.retryable : true,
-    };
+    const nack = nackFor(id, err);
     stats.lastRefusal = `${nack.code}: ${nack.message}`;
     log('batch refused', { code: nack.code, message: nack.message });
     await send(FrameType.nack, nack);

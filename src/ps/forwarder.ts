@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import { connectData, FrameType, batchPayload, parseJson, writeFrame, type Ack, type Endpoint, type Frame, type Nack, type TlsMaterial } from '../replication/transport.js';
 import { errorMessage } from '../replication/errors.js';
 import { Wakeup } from '../replication/wakeup.js';
+import { Reconnector } from '../replication/reconnect.js';
 import type { Spool, SpoolEntry } from './spool.js';
 import type { RecentBatches } from './recent.js';
 
@@ -45,33 +46,51 @@ export class Forwarder {
   private readonly lanes = new Map<string, DiskLane>();
   private readonly byId = new Map<number, { diskId: string; entry: SpoolEntry }>();
   private nextId = 1;
-  private socket: TLSSocket | undefined;
-  private running = false;
-  private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
-  private wakeBackoff: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
-  connected = false;
   lastError: string | undefined;
-  readonly stats = { batches: 0, bytes: 0, wireBytes: 0, refusals: 0, reconnects: 0 };
+  private readonly link: Reconnector;
+  readonly stats = { batches: 0, bytes: 0, wireBytes: 0, refusals: 0 };
 
-  constructor(private readonly o: ForwarderOptions) {}
+  constructor(private readonly o: ForwarderOptions) {
+    this.link = new Reconnector({
+      connect: () => connectData(o.endpoint, o.material, { role: 'ps', name: o.name, token: o.token }),
+      session: (socket, frames) => {
+        this.lastError = undefined;
+        return this.session(socket, frames);
+      },
+      onDown: () => {
+        for (const lane of this.lanes.values()) {
+          lane.inFlight = [];
+          lane.retrying = false;
+        }
+        this.byId.clear();
+      },
+      onError: (message) => {
+        this.lastError = message;
+        o.log('warn', 'master target connection failed', { error: message });
+      },
+      ...(o.minBackoffMs === undefined ? {} : { minBackoffMs: o.minBackoffMs }),
+      ...(o.maxBackoffMs === undefined ? {} : { maxBackoffMs: o.maxBackoffMs }),
+    });
+  }
+
+  get connected(): boolean {
+    return this.link.connected;
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.unsubscribe = this.o.spool.onPut(() => this.wakeup.notify());
-    this.loop = this.run();
+    this.unsubscribe ??= this.o.spool.onPut(() => this.wakeup.notify());
+    this.link.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
     this.unsubscribe?.();
+    this.unsubscribe = undefined;
     for (const lane of this.lanes.values()) clearTimeout(lane.retryTimer);
+    const stopped = this.link.stop();
     this.wakeup.notify();
-    this.wakeBackoff?.();
-    this.socket?.destroy();
-    await this.loop;
+    await stopped;
   }
 
   status(): Record<string, { pending: number; inFlight: number; lastError: string | undefined; forwarded: number }> {
@@ -92,45 +111,12 @@ export class Forwarder {
     return lane;
   }
 
-  private async run(): Promise<void> {
-    let backoff = this.o.minBackoffMs ?? 100;
-    while (this.running) {
-      try {
-        const { socket, frames } = await connectData(this.o.endpoint, this.o.material, { role: 'ps', name: this.o.name, token: this.o.token });
-        this.socket = socket;
-        this.connected = true;
-        this.lastError = undefined;
-        backoff = this.o.minBackoffMs ?? 100;
-        await this.session(socket, frames);
-      } catch (err) {
-        this.lastError = errorMessage(err);
-        this.o.log('warn', 'master target connection failed', { error: this.lastError });
-      } finally {
-        this.connected = false;
-        this.socket?.destroy();
-        this.socket = undefined;
-        for (const lane of this.lanes.values()) {
-          lane.inFlight = [];
-          lane.retrying = false;
-        }
-        this.byId.clear();
-      }
-      if (!this.running) break;
-      this.stats.reconnects++;
-      await new Promise<void>((resolve) => {
-        this.wakeBackoff = resolve;
-        setTimeout(resolve, backoff * (0.5 + Math.random() / 2));
-      });
-      backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 5000);
-    }
-  }
-
   private async session(socket: TLSSocket, frames: AsyncGenerator<Frame>): Promise<void> {
     const reader = this.readAcks(socket, frames);
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    while (this.running && !socket.destroyed) {
+    while (this.link.isRunning && !socket.destroyed) {
       await this.pump(socket);
-      if (!this.running || socket.destroyed) break;
+      if (!this.link.isRunning || socket.destroyed) break;
       await Promise.race([this.wakeup.wait(), closed]);
     }
     socket.destroy();

@@ -1,6 +1,6 @@
 import { decodeBatch } from '../replication/batch.js';
-import { BoomerangError, errorMessage } from '../replication/errors.js';
-import { FrameType, jsonPayload, splitBatchPayload, writeFrame, type Ack, type DataConnection, type Nack } from '../replication/transport.js';
+import { BoomerangError } from '../replication/errors.js';
+import { FrameType, jsonPayload, nackFor, splitBatchPayload, writeFrame, type Ack, type DataConnection } from '../replication/transport.js';
 import type { Spool } from './spool.js';
 import type { RecentBatches } from './recent.js';
 
@@ -23,12 +23,7 @@ export async function serveAgent(conn: DataConnection, spool: Spool, recent: Rec
     if (failed) return;
     failed = true;
     stats.refused++;
-    const nack: Nack = {
-      id,
-      code: err instanceof BoomerangError ? err.code : 'INTERNAL',
-      message: errorMessage(err),
-      retryable: err instanceof BoomerangError ? err.retryable : true,
-    };
+    const nack = nackFor(id, err);
     log('batch refused', { agent: conn.hello.name, code: nack.code, message: nack.message });
     await writeFrame(conn.socket, FrameType.nack, jsonPayload(nack)).catch(() => undefined);
     conn.socket.end();

@@ -1,8 +1,6 @@
-import type { Server, TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import { errorMessage } from '../replication/errors.js';
-import { createDataServer, listen, type Endpoint, type TlsMaterial } from '../replication/transport.js';
-import { createControlApi } from '../runtime/control.js';
+import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
+import { createControlApi, listenControl } from '../runtime/control.js';
 import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
 import { Forwarder } from './forwarder.js';
@@ -33,13 +31,12 @@ export const PS_DEFAULTS = Object.freeze({ spoolMaxBytes: 8 * 1024 ** 3, compres
 
 /** The process server: durable spool between agents and a master target. */
 export class ProcessServer {
-  private server: Server | undefined;
+  private server: DataServer | undefined;
   private forwarder: Forwarder | undefined;
   private control: ReturnType<typeof createControlApi> | undefined;
   readonly intake: IntakeStats = { batches: 0, bytes: 0, refused: 0 };
   endpoint: Endpoint | undefined;
   controlEndpoint: Endpoint | undefined;
-  private readonly connections = new Set<TLSSocket>();
 
   private constructor(
     private readonly o: ProcessServerOptions,
@@ -68,13 +65,12 @@ export class ProcessServer {
       roles: ['agent'],
       authorize: (hello) => tokenMatches(hello.token, o.token),
       onConnection: async (conn) => {
-        trackSocket(ps.connections, conn.socket);
         o.log.info({ agent: conn.hello.name }, 'agent connected');
         await serveAgent(conn, spool, recent, ps.intake, (msg, f) => o.log.warn(f ?? {}, msg));
       },
       onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'agent connection error'),
     });
-    ps.endpoint = await listen(ps.server, o.listen);
+    ps.endpoint = await ps.server.listen(o.listen);
     if (o.control) await ps.startControl(o.control);
     o.log.info({ listen: ps.endpoint, control: ps.controlEndpoint, spool: spool.usage() }, 'process server started');
     return ps;
@@ -95,24 +91,14 @@ export class ProcessServer {
   private async startControl(endpoint: Endpoint): Promise<void> {
     const app = createControlApi({ material: this.o.material, token: this.o.token, component: `process server ${this.o.name}` });
     app.get('/status', async () => this.status());
-    await app.listen({ host: endpoint.host, port: endpoint.port });
     this.control = app;
-    this.controlEndpoint = { host: endpoint.host, port: (app.server.address() as AddressInfo).port };
+    this.controlEndpoint = await listenControl(app, endpoint);
   }
 
   async stop(): Promise<void> {
     await this.control?.close();
-    await new Promise<void>((resolve) => {
-      if (!this.server) return resolve();
-      this.server.close(() => resolve());
-      for (const s of this.connections) s.destroy();
-    });
+    await this.server?.close();
     await this.forwarder?.stop();
     this.o.log.info('process server stopped');
   }
-}
-
-function trackSocket(set: Set<TLSSocket>, socket: TLSSocket): void {
-  set.add(socket);
-  socket.once('close', () => set.delete(socket));
 }

@@ -60,6 +60,16 @@ export interface Nack {
   retryable: boolean;
 }
 
+/** The refusal a receiver sends for a batch it could not take (typed errors keep their code). */
+export function nackFor(id: number, err: unknown): Nack {
+  return {
+    id,
+    code: err instanceof BoomerangError ? err.code : 'INTERNAL',
+    message: err instanceof Error ? err.message : String(err),
+    retryable: err instanceof BoomerangError ? err.retryable : true,
+  };
+}
+
 export function encodeFrame(type: number, payload: Buffer): Buffer[] {
   if (payload.length > MAX_FRAME_PAYLOAD) throw new ProtocolError('FRAME_TOO_LARGE', `frame of ${payload.length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
   const header = Buffer.alloc(FRAME_HEADER);
@@ -228,7 +238,14 @@ export interface DataServerOptions {
  * A mutually authenticated TLS server for a data hop: the client must present a certificate from
  * our CA and a token in its hello before any batch is read.
  */
-export function createDataServer(options: DataServerOptions): tls.Server {
+export interface DataServer {
+  listen(endpoint: Endpoint): Promise<Endpoint>;
+  /** Stops accepting and drops every open connection (peers resend what was not acknowledged). */
+  close(): Promise<void>;
+}
+
+export function createDataServer(options: DataServerOptions): DataServer {
+  const connections = new Set<tls.TLSSocket>();
   const server = tls.createServer({
     ca: options.material.ca,
     cert: options.material.cert,
@@ -240,6 +257,8 @@ export function createDataServer(options: DataServerOptions): tls.Server {
     honorCipherOrder: true,
   });
   server.on('secureConnection', (socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
     socket.setNoDelay(true);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const timer = setTimeout(() => socket.destroy(), options.helloTimeoutMs ?? 10_000);
@@ -272,13 +291,20 @@ export function createDataServer(options: DataServerOptions): tls.Server {
   server.on('tlsClientError', (err, socket) => {
     options.onError?.(err, `${socket.remoteAddress}:${socket.remotePort}`);
   });
-  return server;
-}
-
-export async function listen(server: tls.Server, endpoint: Endpoint): Promise<Endpoint> {
-  server.listen(endpoint.port, endpoint.host);
-  await once(server, 'listening');
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new BoomerangError('LISTEN', 'server has no TCP address');
-  return { host: endpoint.host, port: addr.port };
+  return {
+    async listen(endpoint) {
+      server.listen(endpoint.port, endpoint.host);
+      await once(server, 'listening');
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') throw new BoomerangError('LISTEN', 'server has no TCP address');
+      return { host: endpoint.host, port: addr.port };
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        for (const s of connections) s.destroy();
+      });
+    },
+  };
 }

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { TlsMaterial } from '../replication/transport.js';
+import type { AddressInfo } from 'node:net';
+import type { Endpoint, TlsMaterial } from '../replication/transport.js';
 import { BoomerangError } from '../replication/errors.js';
 import { tokenMatches } from '../security/token.js';
 
@@ -34,4 +35,10 @@ export function createControlApi(options: { material: TlsMaterial; token: string
     await reply.code(e.statusCode && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500).send({ code: 'INTERNAL', message: e.message ?? String(err) });
   });
   return app;
+}
+
+/** Starts listening and returns the endpoint actually bound (port 0 picks a free one). */
+export async function listenControl(app: FastifyInstance, endpoint: Endpoint): Promise<Endpoint> {
+  await app.listen({ host: endpoint.host, port: endpoint.port });
+  return { host: endpoint.host, port: (app.server.address() as AddressInfo).port };
 }
