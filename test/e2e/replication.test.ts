@@ -60,3 +60,22 @@ test('agent → PS → MT as separate processes: our NBD client and qemu-io, rep
     await done();
   }
 });
+
+test('deflate on the PS → MT hop: fewer bytes on the wire, the same replica', async () => {
+  const { cluster, done } = await startCluster({ disks: [{ id: DISK, sizeBytes: 16 * MiB }], agent: { bookmarkIntervalSec: 0 }, ps: { compression: 'deflate' } });
+  try {
+    await cluster.sync(DISK);
+    const client = await NbdClient.connect({ socketPath: cluster.paths.nbdSocket, exportName: DISK });
+    // Half the writes are zeroes-with-data (compressible), half random.
+    const prng = new Prng(3);
+    for (let i = 0; i < 64; i++) await client.write(i * 128 * 1024, i % 2 === 0 ? Buffer.alloc(128 * 1024, i) : prng.fill(Buffer.alloc(128 * 1024)));
+    await client.disconnect();
+    await cluster.sync(DISK);
+    const { source, replica } = await sameDisks(cluster, DISK);
+    assert.equal(replica, source);
+    const ps = await cluster.client('ps').call<{ forwarding: { stats: { bytes: number; wireBytes: number } } }>('GET', '/status');
+    assert.ok(ps.forwarding.stats.wireBytes < ps.forwarding.stats.bytes * 0.75, `deflate sent ${ps.forwarding.stats.wireBytes} of ${ps.forwarding.stats.bytes} bytes`);
+  } finally {
+    await done();
+  }
+});
