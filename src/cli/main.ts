@@ -8,6 +8,7 @@ import { mtCommand } from './mt.js';
 import { psCommand } from './ps.js';
 import { rpCommand } from './rp.js';
 import { pkiCommand } from './pki.js';
+import { csCommand } from './cs.js';
 
 /** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration. */
 const program = new Command('boomerang')
@@ -15,6 +16,7 @@ const program = new Command('boomerang')
   .version('0.1.0')
   .showHelpAfterError()
   .addCommand(labCommand())
+  .addCommand(csCommand())
   .addCommand(agentCommand())
   .addCommand(psCommand())
   .addCommand(mtCommand())

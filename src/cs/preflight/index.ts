@@ -1,0 +1,11 @@
+export * from './types.js';
+export * from './facts.js';
+export { MESSAGES, CHECK_ERROR_ID, stateTerm, type CheckText, type CheckTexts } from './messages.js';
+export { runPreflight, checksFor, type PreflightOptions } from './run.js';
+export { waitForCheck, systemClock, DEFAULT_POLL_INTERVAL_MS, type Clock, type WaitOptions, type WaitResult } from './wait.js';
+export { parseAcceptLanguage } from './lang.js';
+export { BUILTIN_CHECKS } from './checks/index.js';
+export * from './checks/item.js';
+export * from './checks/components.js';
+export * from './checks/health.js';
+export * from './checks/retention.js';
