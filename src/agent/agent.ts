@@ -293,6 +293,23 @@ export class Agent {
     };
   }
 
+  /** The agent section of a heartbeat to the configuration server. */
+  healthReport() {
+    const now = Date.now();
+    return {
+      agent: {
+        disks: [...this.disks].map(([diskId, d]) => ({
+          diskId,
+          lineage: d.capture.lineage,
+          lastSeq: d.capture.lastSeq,
+          ackedSeq: d.acked?.lineage === d.capture.lineage ? d.acked.lastSeq : 0,
+          rpoSeconds: d.unackedTimes.length > 0 ? (now - d.unackedTimes[0]!) / 1000 : 0,
+          resyncRequired: d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating',
+        })),
+      },
+    };
+  }
+
   private async startControl(endpoint: Endpoint): Promise<void> {
     const app = createControlApi({ material: this.o.material, token: this.o.token, component: `agent ${this.o.name}` });
     app.get('/status', async () => this.status());

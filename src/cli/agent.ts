@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Agent } from '../agent/agent.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
 
 export const AgentConfigSchema = Type.Object(
   {
@@ -12,7 +12,8 @@ export const AgentConfigSchema = Type.Object(
     nbdSocket: Type.String({ minLength: 1 }),
     processServer: EndpointString,
     control: Type.Optional(EndpointString),
-    tls: TlsSchema,
+    tls: Type.Optional(TlsSchema),
+    cs: Type.Optional(CsSchema),
     tokenFile: Type.String({ minLength: 1 }),
     disks: Type.Array(
       Type.Object(
@@ -58,7 +59,7 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
     .action(async (opts: { config: string; ps?: string; control?: string; logLevel: string }) => {
       const cfg = await loadConfigFile(opts.config, AgentConfigSchema);
       const log = createLogger('agent', opts.logLevel);
-      const { material, token } = await loadSecurity(cfg.tls, cfg.tokenFile);
+      const { material, token, cs } = await loadSecurity(cfg, { kind: 'agent', name: cfg.name });
       const control = opts.control ?? cfg.control;
       const agent = await Agent.start({
         name: cfg.name,
@@ -78,6 +79,10 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
         ...(cfg.bookmarkIntervalSec !== undefined ? { bookmarkIntervalMs: cfg.bookmarkIntervalSec * 1000 } : {}),
       });
       if (agent.controlEndpoint) process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'agent', control: agent.controlEndpoint })}\n`);
-      await runUntilSignal(() => agent.stop());
+      const heartbeats = startHeartbeats(cs, () => agent.healthReport(), log);
+      await runUntilSignal(async () => {
+        await heartbeats.stop();
+        await agent.stop();
+      });
     });
 }

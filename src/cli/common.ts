@@ -6,6 +6,8 @@ import { parseEndpoint, type Endpoint, type TlsMaterial } from '../replication/t
 import { parseBytes } from '../runtime/config.js';
 import { loadTlsMaterial } from '../security/pki.js';
 import { readTokenFile } from '../security/token.js';
+import { enrol, HeartbeatSender, type Enrolment } from '../runtime/cs-link.js';
+import type { Logger } from '../runtime/log.js';
 
 /** Schema pieces shared by the component config files. */
 export const TlsSchema = Type.Object(
@@ -17,10 +19,61 @@ export const SizeValue = Type.Union([Type.Integer({ minimum: 0 }), Type.String({
 
 export type TlsConfig = Static<typeof TlsSchema>;
 
-export async function loadSecurity(tls: TlsConfig, tokenFile: string): Promise<{ material: TlsMaterial; token: string }> {
-  const material = await loadTlsMaterial({ caPath: tls.ca, certPath: tls.cert, keyPath: tls.key });
-  const token = await readTokenFile(tokenFile);
-  return { material, token };
+export const CsSchema = Type.Object(
+  {
+    url: Type.String({ pattern: '^https://', description: 'the configuration server, e.g. https://cs.example:9443' }),
+    ca: Type.String({ minLength: 1, description: 'the CS’s ca.pem' }),
+    passphraseFile: Type.String({ minLength: 1, description: 'file holding the vault passphrase (read only to register)' }),
+    stateDir: Type.String({ minLength: 1, description: 'where the registration (certificate, key, token) is kept' }),
+    hostnames: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { minItems: 1, maxItems: 16, description: 'names and addresses peers use to reach this component (PS, MT); default localhost, 127.0.0.1, ::1' })),
+  },
+  { additionalProperties: false },
+);
+export type CsConfig = Static<typeof CsSchema>;
+
+/**
+ * TLS material for the data hops and the data-hop token. With a configuration server the
+ * component registers (once) and uses the certificate the CS issued; `tls` is then not needed.
+ */
+export async function loadSecurity(
+  cfg: { tls?: TlsConfig | undefined; tokenFile: string; cs?: CsConfig | undefined },
+  who: { kind: 'agent' | 'ps' | 'mt'; name: string },
+): Promise<{ material: TlsMaterial; token: string; cs?: { config: CsConfig; caPem: string; enrolment: Enrolment } }> {
+  const token = await readTokenFile(cfg.tokenFile);
+  if (cfg.cs) {
+    const cs = cfg.cs;
+    const caPem = await readFile(cs.ca, 'utf8').catch((err: Error) => {
+      throw new ConfigError('TLS_MATERIAL', `cannot read the CS CA ${cs.ca}: ${err.message}`);
+    });
+    const enrolment = await enrol({
+      url: cs.url,
+      caPem,
+      kind: who.kind,
+      name: who.name,
+      stateDir: cs.stateDir,
+      passphrase: () => readTokenFile(cs.passphraseFile),
+      // Every component serves its control API, and PS and MT accept data connections.
+      hostnames: cs.hostnames ?? ['localhost', '127.0.0.1', '::1'],
+    });
+    return { material: enrolment.material, token, cs: { config: cs, caPem, enrolment } };
+  }
+  if (!cfg.tls) throw new ConfigError('CONFIG_INVALID', 'give tls (ca, cert, key) or cs (a configuration server to register with)');
+  return { material: await loadTlsMaterial({ caPath: cfg.tls.ca, certPath: cfg.tls.cert, keyPath: cfg.tls.key }), token };
+}
+
+/** Heartbeats to the CS when the component registered with one; a no-op otherwise. */
+export function startHeartbeats(cs: Awaited<ReturnType<typeof loadSecurity>>['cs'], report: () => Promise<object> | object, log: Logger): { stop(): Promise<void> } {
+  if (!cs) return { stop: async () => undefined };
+  const sender = new HeartbeatSender({
+    url: cs.config.url,
+    caPem: cs.caPem,
+    token: cs.enrolment.token,
+    intervalMs: cs.enrolment.heartbeatIntervalSeconds * 1000,
+    report: async () => report(),
+    log,
+  });
+  sender.start();
+  return sender;
 }
 
 export function endpoint(value: string | undefined, fallback?: Endpoint): Endpoint {

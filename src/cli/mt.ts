@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { MasterTarget } from '../mt/main.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
 
 export const MtConfigSchema = Type.Object(
   {
@@ -18,7 +18,8 @@ export const MtConfigSchema = Type.Object(
       Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue }, { additionalProperties: false }),
       { minItems: 1 },
     ),
-    tls: TlsSchema,
+    tls: Type.Optional(TlsSchema),
+    cs: Type.Optional(CsSchema),
     tokenFile: Type.String({ minLength: 1 }),
   },
   { additionalProperties: false },
@@ -46,7 +47,7 @@ Config file (YAML):
     .action(async (opts: { config: string; listen?: string; logLevel: string }) => {
       const cfg = await loadConfigFile(opts.config, MtConfigSchema);
       const log = createLogger('mt', opts.logLevel);
-      const { material, token } = await loadSecurity(cfg.tls, cfg.tokenFile);
+      const { material, token, cs } = await loadSecurity(cfg, { kind: 'mt', name: cfg.name });
       const mt = await MasterTarget.start({
         name: cfg.name,
         listen: endpoint(opts.listen ?? cfg.listen),
@@ -60,6 +61,10 @@ Config file (YAML):
         ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
       });
       process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'mt', listen: mt.endpoint, control: mt.controlEndpoint })}\n`);
-      await runUntilSignal(() => mt.stop());
+      const heartbeats = startHeartbeats(cs, () => mt.healthReport(), log);
+      await runUntilSignal(async () => {
+        await heartbeats.stop();
+        await mt.stop();
+      });
     });
 }

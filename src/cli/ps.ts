@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { ProcessServer } from '../ps/process-server.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
 
 export const PsConfigSchema = Type.Object(
   {
@@ -14,7 +14,8 @@ export const PsConfigSchema = Type.Object(
     masterTarget: EndpointString,
     compression: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('deflate')])),
     windowPerDisk: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    tls: TlsSchema,
+    tls: Type.Optional(TlsSchema),
+    cs: Type.Optional(CsSchema),
     tokenFile: Type.String({ minLength: 1 }),
   },
   { additionalProperties: false },
@@ -44,7 +45,7 @@ Config file (YAML):
     .action(async (opts: { config: string; listen?: string; mt?: string; logLevel: string }) => {
       const cfg = await loadConfigFile(opts.config, PsConfigSchema);
       const log = createLogger('ps', opts.logLevel);
-      const { material, token } = await loadSecurity(cfg.tls, cfg.tokenFile);
+      const { material, token, cs } = await loadSecurity(cfg, { kind: 'ps', name: cfg.name });
       const ps = await ProcessServer.start({
         name: cfg.name,
         listen: endpoint(opts.listen ?? cfg.listen),
@@ -59,6 +60,10 @@ Config file (YAML):
         ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
       });
       process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'ps', listen: ps.endpoint, control: ps.controlEndpoint })}\n`);
-      await runUntilSignal(() => ps.stop());
+      const heartbeats = startHeartbeats(cs, () => ps.healthReport(), log);
+      await runUntilSignal(async () => {
+        await heartbeats.stop();
+        await ps.stop();
+      });
     });
 }

@@ -111,6 +111,11 @@ export class Cluster {
     this.token = await readTokenFile(this.paths.token);
   }
 
+  /** Trust another CA for the components' control APIs (when they use certificates a CS issued). */
+  trustCa(caPem: string): void {
+    this.ca = caPem;
+  }
+
   /** Starts MT, PS and agent in that order. */
   async startAll(): Promise<void> {
     await this.start('mt');

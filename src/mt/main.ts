@@ -1,9 +1,11 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { mkdir } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { BoomerangError, errorMessage } from '../replication/errors.js';
 import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
 import { createControlApi, listenControl } from '../runtime/control.js';
+import { volumeFacts } from '../runtime/volume.js';
 import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
 import { ReplicaDisk } from './replica.js';
@@ -138,6 +140,35 @@ export class MasterTarget {
       disks: Object.fromEntries(
         [...this.disks].map(([id, d]) => [id, { position: d.position(), recoveryPoints: d.recoveryPoints().length, health: d.health(), rpoMs: this.rpo.get(id)?.summary() }]),
       ),
+    };
+  }
+
+  /** The MT section of a heartbeat: retention volume eligibility facts and each journal's span. */
+  async healthReport() {
+    const volume = await volumeFacts(this.o.retentionDir, {
+      targets: this.o.disks.map((d) => dirname(d.target)),
+      cacheOrInstall: [fileURLToPath(new URL('.', import.meta.url))],
+    });
+    return {
+      mt: {
+        platform: process.platform === 'win32' ? ('windows' as const) : ('linux' as const),
+        volumes: [volume],
+        journals: [...this.disks].flatMap(([diskId, d]) => {
+          const p = d.position();
+          if (!p) return [];
+          const h = d.health();
+          return [
+            {
+              diskId,
+              lineage: p.lineage,
+              lastSeq: p.lastSeq,
+              bytes: h.journalBytes,
+              ...(h.oldestPointTime === undefined ? {} : { oldestPointTime: new Date(h.oldestPointTime).toISOString() }),
+              ...(h.newestPointTime === undefined ? {} : { newestPointTime: new Date(h.newestPointTime).toISOString() }),
+            },
+          ];
+        }),
+      },
     };
   }
 

@@ -88,6 +88,26 @@ export class ProcessServer {
     };
   }
 
+  private lastRate = { at: Date.now(), bytes: 0 };
+
+  /** The PS section of a heartbeat: spool usage and intake throughput since the last report. */
+  healthReport() {
+    const usage = this.spool.usage();
+    const now = Date.now();
+    const rate = (this.intake.bytes - this.lastRate.bytes) / Math.max(0.001, (now - this.lastRate.at) / 1000);
+    this.lastRate = { at: now, bytes: this.intake.bytes };
+    return {
+      ps: {
+        spoolUsedBytes: usage.bytes,
+        spoolCapacityBytes: usage.maxBytes,
+        spoolState: usage.state,
+        throughputBytesPerSecond: Math.round(rate),
+        pendingBatches: usage.batches,
+        quarantinedFiles: this.spool.quarantined().length,
+      },
+    };
+  }
+
   private async startControl(endpoint: Endpoint): Promise<void> {
     const app = createControlApi({ material: this.o.material, token: this.o.token, component: `process server ${this.o.name}` });
     app.get('/status', async () => this.status());

@@ -38,7 +38,8 @@ export interface Registration {
   heartbeatIntervalSeconds: number;
 }
 
-const USAGE: Record<ComponentKind, CertificateUsage> = { agent: 'client', ps: 'both', mt: 'both' };
+// Every component also serves its HTTPS control API (status, bookmarks, restore), so every one is a server too.
+const USAGE: Record<ComponentKind, CertificateUsage> = { agent: 'both', ps: 'both', mt: 'both' };
 const DNS_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 
 export async function register(ctx: CsContext, vault: Vault, req: RegistrationRequest): Promise<Registration> {
