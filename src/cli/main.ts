@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { BoomerangError, ConfigError } from '../replication/errors.js';
 import { agentCommand } from './agent.js';
 import { labCommand } from './lab.js';
@@ -9,14 +9,17 @@ import { psCommand } from './ps.js';
 import { rpCommand } from './rp.js';
 import { pkiCommand } from './pki.js';
 import { csCommand } from './cs.js';
+import { checkCommand } from './check.js';
 
-/** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration. */
+/** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration, 3 pre-flight checks failed. */
 const program = new Command('boomerang')
   .description('Boomerang: continuous replication, recovery points, failover, reprotect and failback')
   .version('0.1.0')
   .showHelpAfterError()
+  .exitOverride()
   .addCommand(labCommand())
   .addCommand(csCommand())
+  .addCommand(checkCommand())
   .addCommand(agentCommand())
   .addCommand(psCommand())
   .addCommand(mtCommand())
@@ -26,7 +29,10 @@ const program = new Command('boomerang')
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof BoomerangError) {
+  if (err instanceof CommanderError) {
+    // Commander has printed help, the version or the usage error already.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof BoomerangError) {
     process.stderr.write(`error [${err.code}]: ${err.message}\n`);
     process.exitCode = err instanceof ConfigError ? 2 : 1;
   } else {

@@ -51,12 +51,12 @@ export class CsClient {
     this.dispatcher = new HttpAgent({ connect: { ca: caPem } });
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, body: unknown, token?: string): Promise<T> {
+  async call<T>(method: 'GET' | 'POST', path: string, body: unknown, token?: string, headers: Record<string, string> = {}): Promise<T> {
     const res = await request(new URL(path, this.url), {
       method,
       dispatcher: this.dispatcher,
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify(body),
+      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();
     const value = (text ? JSON.parse(text) : {}) as { code?: string; message?: string; remedy?: string };

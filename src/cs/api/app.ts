@@ -11,6 +11,7 @@ import { componentRoutes } from './routes/components.js';
 import { fabricRoutes } from './routes/fabrics.js';
 import { healthRoutes } from './routes/health.js';
 import { itemRoutes } from './routes/items.js';
+import { preflightRoutes } from './routes/preflight.js';
 import { jobRoutes } from './routes/jobs.js';
 import { machineRoutes } from './routes/machines.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -83,6 +84,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     await scope.register(machineRoutes, { ctx });
     await scope.register(policyRoutes, { ctx });
     await scope.register(itemRoutes, { ctx, jobs });
+    await scope.register(preflightRoutes, { ctx });
     await scope.register(jobRoutes, { jobs });
     await scope.register(metricsRoutes, { metrics });
   });
