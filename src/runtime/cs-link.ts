@@ -4,6 +4,7 @@ import { Agent as HttpAgent, request } from 'undici';
 import { BoomerangError, RemoteError, errorMessage } from '../replication/errors.js';
 import type { TlsMaterial } from '../replication/transport.js';
 import type { Logger } from './log.js';
+import type { Registration } from '../cs/components/registration.js';
 
 /**
  * A component's link to the configuration server: registration with the vault passphrase (once;
@@ -32,15 +33,6 @@ export interface Enrolment {
   heartbeatIntervalSeconds: number;
 }
 
-interface Registration {
-  componentId: string;
-  certificatePem: string;
-  privateKeyPem?: string;
-  caPem: string;
-  token: string;
-  tokenExpiresAt: string;
-  heartbeatIntervalSeconds: number;
-}
 
 export class CsClient {
   private readonly dispatcher: HttpAgent;

@@ -1,4 +1,5 @@
 import { access, constants, stat, statfs } from 'node:fs/promises';
+import type { VolumeFacts } from '../cs/preflight/facts.js';
 
 /** statfs magic numbers of the file systems a retention volume is likely to be on. */
 const FS_TYPES: Record<number, string> = {
@@ -15,15 +16,8 @@ const FS_TYPES: Record<number, string> = {
   0x794c7630: 'overlay',
 };
 
-export interface VolumeFacts {
-  path: string;
-  fsType: string;
-  locked: boolean;
-  inUseAsTarget: boolean;
-  cacheOrInstall: boolean;
-  capacityBytes: number;
-  freeBytes: number;
-}
+/** What the master target reports of its retention volume (the pre-flight checks' input). */
+export type { VolumeFacts } from '../cs/preflight/facts.js';
 
 /**
  * The facts that decide whether `path` may hold a retention journal (DESIGN §5): its file
