@@ -107,18 +107,21 @@ const EXTENDED_USAGES: Record<CertificateUsage, string[]> = {
   both: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
 };
 
-export async function issueCertificate(ca: PemPair, options: IssueOptions): Promise<PemPair> {
+/**
+ * Certifies a public key the caller already has (a component's CSR, or a key made here): the one
+ * endpoint-certificate profile every certificate of ours follows. Returns the certificate PEM.
+ */
+export async function certifyPublicKey(ca: PemPair, publicKey: webcrypto.CryptoKey | x509.PublicKey, options: IssueOptions): Promise<string> {
   const issuer = await importCa(ca);
   const dnsNames = options.dnsNames ?? [];
   const ipAddresses = options.ipAddresses ?? [];
   for (const ip of ipAddresses) if (isIP(ip) === 0) invalid(`${JSON.stringify(ip)} is not an IP address`);
   for (const name of dnsNames) if (!/^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(name)) invalid(`${JSON.stringify(name)} is not a DNS name`);
-  const keys = await newKeyPair();
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
     new x509.ExtendedKeyUsageExtension(EXTENDED_USAGES[options.usage]),
-    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey),
   ];
   if (dnsNames.length + ipAddresses.length > 0) {
@@ -134,12 +137,18 @@ export async function issueCertificate(ca: PemPair, options: IssueOptions): Prom
     subject: commonNameOf(options),
     issuer: issuer.cert.subjectName,
     ...validity(options.validDays ?? 825, options.notBefore),
-    publicKey: keys.publicKey,
+    publicKey,
     signingKey: issuer.key,
     signingAlgorithm: SIGNING,
     extensions,
   });
-  return { certPem: cert.toString('pem'), keyPem: keyToPem(keys.privateKey) };
+  return cert.toString('pem');
+}
+
+/** A new key and its certificate. */
+export async function issueCertificate(ca: PemPair, options: IssueOptions): Promise<PemPair> {
+  const keys = await newKeyPair();
+  return { certPem: await certifyPublicKey(ca, keys.publicKey, options), keyPem: keyToPem(keys.privateKey) };
 }
 
 /** File names inside a dev PKI directory. */
