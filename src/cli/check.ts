@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../replication/errors.js';
-import { CsClient } from '../runtime/cs-link.js';
+import { HttpsJsonClient } from '../runtime/https-client.js';
 import { readTokenFile } from '../security/token.js';
 import { OPERATIONS } from '../cs/preflight/types.js';
 
@@ -27,9 +27,9 @@ export function checkCommand(): Command {
     .addHelpText('after', `\nExit codes: 0 every blocking check passed, ${EXIT_CHECKS_FAILED} a blocking check failed, 1 the checks could not run, 2 bad usage.`)
     .action(async (operation: string, item: string, o: { cs: string; ca: string; tokenFile: string; lang: 'en' | 'ja'; output: 'table' | 'json' }) => {
       if (!(OPERATIONS as readonly string[]).includes(operation)) throw new ConfigError('USAGE', `operation must be one of ${OPERATIONS.join(', ')}`);
-      const client = new CsClient(o.cs, await readFile(o.ca, 'utf8'));
+      const client = new HttpsJsonClient(o.cs, await readFile(o.ca, 'utf8'), await readTokenFile(o.tokenFile));
       try {
-        const report = await client.call<Report>('GET', `/v1/items/${encodeURIComponent(item)}/preflight/${operation}?lang=${o.lang}`, undefined, await readTokenFile(o.tokenFile));
+        const report = await client.call<Report>('GET', `/v1/items/${encodeURIComponent(item)}/preflight/${operation}?lang=${o.lang}`);
         if (o.output === 'json') process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {
           for (const r of report.results) {

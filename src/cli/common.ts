@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Type, type Static } from '@sinclair/typebox';
-import { Agent as HttpAgent, request } from 'undici';
-import { ConfigError, RemoteError } from '../replication/errors.js';
+import { ConfigError } from '../replication/errors.js';
+import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 import { parseEndpoint, type Endpoint, type TlsMaterial } from '../replication/transport.js';
 import { parseBytes } from '../runtime/config.js';
 import { loadTlsMaterial } from '../security/pki.js';
@@ -102,42 +102,10 @@ export async function runUntilSignal(stop: () => Promise<unknown>): Promise<void
   await stop();
 }
 
-/** A client for a component's control API (HTTPS, our CA, bearer token). */
-export class ControlClient {
-  private readonly dispatcher: HttpAgent;
-  constructor(
-    private readonly base: Endpoint,
-    ca: string,
-    private readonly token: string,
-  ) {
-    this.dispatcher = new HttpAgent({ connect: { ca, servername: 'localhost' } });
-  }
-
-  static async fromFiles(target: string, caPath: string, tokenFile: string): Promise<ControlClient> {
-    const ca = await readFile(caPath, 'utf8').catch((err: Error) => {
-      throw new ConfigError('TLS_MATERIAL', `cannot read CA ${caPath}: ${err.message}`);
-    });
-    return new ControlClient(parseEndpoint(target), ca, await readTokenFile(tokenFile));
-  }
-
-  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const host = this.base.host.includes(':') ? `[${this.base.host}]` : this.base.host;
-    const res = await request(`https://${host}:${this.base.port}${path}`, {
-      method,
-      dispatcher: this.dispatcher,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.body.text();
-    const value = text ? (JSON.parse(text) as unknown) : undefined;
-    if (res.statusCode >= 400) {
-      const e = (value ?? {}) as { code?: string; message?: string; retryable?: boolean };
-      throw new RemoteError(e.code ?? `HTTP_${res.statusCode}`, e.message ?? `HTTP ${res.statusCode}`, { retryable: e.retryable ?? false });
-    }
-    return value as T;
-  }
-
-  async close(): Promise<void> {
-    await this.dispatcher.close();
-  }
+/** A client for a running component's control API (HTTPS, our CA, bearer token). */
+export async function controlClientFromFiles(target: string, caPath: string, tokenFile: string): Promise<HttpsJsonClient> {
+  const ca = await readFile(caPath, 'utf8').catch((err: Error) => {
+    throw new ConfigError('TLS_MATERIAL', `cannot read CA ${caPath}: ${err.message}`);
+  });
+  return new HttpsJsonClient(httpsUrl(parseEndpoint(target)), ca, await readTokenFile(tokenFile));
 }

@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { BoomerangError, ConfigError } from '../replication/errors.js';
 import { listRecoveryPointsOffline, restoreOffline } from '../mt/offline.js';
-import { ControlClient } from './common.js';
+import type { HttpsJsonClient } from '../runtime/https-client.js';
+import { controlClientFromFiles } from './common.js';
 
 interface Target {
   disk: string;
@@ -32,9 +33,9 @@ function addTargetOptions(cmd: Command): Command {
     .option('-o, --output <format>', 'json | table', 'table');
 }
 
-async function online<T>(t: Target, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+async function online<T>(t: Target, fn: (c: HttpsJsonClient) => Promise<T>): Promise<T> {
   if (!t.ca || !t.tokenFile) throw new ConfigError('USAGE', '--mt needs --ca and --token-file');
-  const client = await ControlClient.fromFiles(t.mt!, t.ca, t.tokenFile);
+  const client = await controlClientFromFiles(t.mt!, t.ca, t.tokenFile);
   try {
     return await fn(client);
   } finally {

@@ -8,7 +8,7 @@ import { BoomerangError } from '../replication/errors.js';
 import type { Endpoint } from '../replication/transport.js';
 import { ensureDevPki } from '../security/pki.js';
 import { generateToken, readTokenFile, writeTokenFile } from '../security/token.js';
-import { ControlClient } from '../cli/common.js';
+import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -45,7 +45,7 @@ export class Cluster {
   readonly paths: { source: (id: string) => string; replica: (id: string) => string; nbdSocket: string; retention: string; spool: string; ca: string; token: string };
   private readonly running = new Map<Role, Running>();
   private readonly ports = new Map<Role, { data?: number; control?: number }>();
-  private clients = new Map<Role, ControlClient>();
+  private clients = new Map<Role, HttpsJsonClient>();
   private ca = '';
   private token = '';
 
@@ -152,7 +152,7 @@ export class Cluster {
     this.ports.set(role, { ...(ready.listen ? { data: ready.listen.port } : {}), control: ready.control.port });
     this.running.set(role, { proc, exited, control: ready.control, ...(ready.listen ? { data: ready.listen } : {}) });
     await this.clients.get(role)?.close();
-    this.clients.set(role, new ControlClient(ready.control, this.ca, this.token));
+    this.clients.set(role, new HttpsJsonClient(httpsUrl(ready.control), this.ca, this.token));
   }
 
   requirePort(role: Role): number {
@@ -168,7 +168,7 @@ export class Cluster {
     return `${r.control.host}:${r.control.port}`;
   }
 
-  client(role: Role): ControlClient {
+  client(role: Role): HttpsJsonClient {
     const c = this.clients.get(role);
     if (!c || !this.running.has(role)) throw new BoomerangError('LAB_STATE', `${role} is not running`);
     return c;

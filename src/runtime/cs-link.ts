@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Agent as HttpAgent, request } from 'undici';
-import { BoomerangError, RemoteError, errorMessage } from '../replication/errors.js';
+import { BoomerangError, errorMessage } from '../replication/errors.js';
+import { HttpsJsonClient } from './https-client.js';
 import type { TlsMaterial } from '../replication/transport.js';
 import type { Logger } from './log.js';
 import type { Registration } from '../cs/components/registration.js';
@@ -34,37 +34,6 @@ export interface Enrolment {
 }
 
 
-export class CsClient {
-  private readonly dispatcher: HttpAgent;
-  constructor(
-    private readonly url: string,
-    caPem: string,
-  ) {
-    this.dispatcher = new HttpAgent({ connect: { ca: caPem } });
-  }
-
-  async call<T>(method: 'GET' | 'POST', path: string, body: unknown, token?: string, headers: Record<string, string> = {}): Promise<T> {
-    const res = await request(new URL(path, this.url), {
-      method,
-      dispatcher: this.dispatcher,
-      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.body.text();
-    const value = (text ? JSON.parse(text) : {}) as { code?: string; message?: string; remedy?: string };
-    if (res.statusCode >= 400) {
-      throw new RemoteError(value.code ?? `HTTP_${res.statusCode}`, `configuration server: ${value.message ?? `HTTP ${res.statusCode}`}${value.remedy ? ` — ${value.remedy}` : ''}`, {
-        retryable: res.statusCode >= 500,
-      });
-    }
-    return value as T;
-  }
-
-  close(): Promise<void> {
-    return this.dispatcher.close();
-  }
-}
-
 /** Registers with the CS unless a registration is already kept in the state directory. */
 export async function enrol(o: CsLinkOptions): Promise<Enrolment> {
   const dir = join(o.stateDir, 'cs');
@@ -76,7 +45,7 @@ export async function enrol(o: CsLinkOptions): Promise<Enrolment> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new BoomerangError('CS_REGISTRATION', `cannot read ${file}: ${errorMessage(err)}`);
   }
   if (!reg?.privateKeyPem) {
-    const client = new CsClient(o.url, o.caPem);
+    const client = new HttpsJsonClient(o.url, o.caPem);
     try {
       reg = await client.call<Registration>('POST', '/v1/register', {
         passphrase: await o.passphrase(),
@@ -103,7 +72,7 @@ export async function enrol(o: CsLinkOptions): Promise<Enrolment> {
 /** Posts the component's health every interval; a failed heartbeat is logged and retried next time. */
 export class HeartbeatSender {
   private timer: NodeJS.Timeout | undefined;
-  private readonly client: CsClient;
+  private readonly client: HttpsJsonClient;
   private inFlight: Promise<void> | undefined;
   sent = 0;
   lastError: string | undefined;
@@ -111,7 +80,7 @@ export class HeartbeatSender {
   constructor(
     private readonly o: { url: string; caPem: string; token: string; intervalMs: number; report: () => Promise<object>; log: Logger },
   ) {
-    this.client = new CsClient(o.url, o.caPem);
+    this.client = new HttpsJsonClient(o.url, o.caPem, o.token);
   }
 
   start(): void {
@@ -124,7 +93,7 @@ export class HeartbeatSender {
 
   private async beat(): Promise<void> {
     try {
-      await this.client.call('POST', '/v1/heartbeat', await this.o.report(), this.o.token);
+      await this.client.call('POST', '/v1/heartbeat', await this.o.report());
       this.sent++;
       this.lastError = undefined;
     } catch (err) {

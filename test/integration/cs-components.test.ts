@@ -4,7 +4,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NbdClient } from '../../src/agent/nbd/client.js';
 import { ConfigurationServer } from '../../src/cs/server.js';
-import { CsClient } from '../../src/runtime/cs-link.js';
+import { HttpsJsonClient } from '../../src/runtime/https-client.js';
 import { createLogger } from '../../src/runtime/log.js';
 import { runWorkload } from '../../src/lab/workload.js';
 import { sameDisks, startCluster } from '../helpers/cluster.js';
@@ -41,9 +41,9 @@ test('agent, PS and MT register with the CS, replicate with the certificates it 
       }
     },
   });
-  const operator = new CsClient(cs!.url, await readFile(join(dir, 'cs', 'ca.pem'), 'utf8'));
   const adminToken = (await readFile(join(dir, 'cs', 'admin.token'), 'utf8')).trim();
-  const components = async () => operator.call<ComponentView[]>('GET', '/v1/components', undefined, adminToken);
+  const operator = new HttpsJsonClient(cs!.url, await readFile(join(dir, 'cs', 'ca.pem'), 'utf8'), adminToken);
+  const components = async () => operator.call<ComponentView[]>('GET', '/v1/components');
   try {
     await cluster.sync(DISK);
     const client = await NbdClient.connect({ socketPath: cluster.paths.nbdSocket, exportName: DISK });
