@@ -278,11 +278,6 @@ export class DiskCapture {
     return this.modeValue === 'overflow';
   }
 
-  /** Leaves overflow mode once the buffer has drained (called by the agent before resync). */
-  readyForResync(): boolean {
-    return this.o.budget.used <= this.o.budget.limitBytes / 2;
-  }
-
   close(): void {
     if (this.sealTimer) clearTimeout(this.sealTimer);
     this.sealTimer = undefined;

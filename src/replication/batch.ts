@@ -66,10 +66,6 @@ export interface Extent {
 export type BookmarkKind = 'crash' | 'app' | 'group';
 const BOOKMARK_KINDS: readonly BookmarkKind[] = ['crash', 'app', 'group'];
 
-export function isBookmarkKind(v: string): v is BookmarkKind {
-  return (BOOKMARK_KINDS as readonly string[]).includes(v);
-}
-
 export interface Bookmark {
   id: string;
   kind: BookmarkKind;

@@ -28,15 +28,6 @@ export function lineageFromBytes(buf: Buffer, at: number): LineageId {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-export interface Position {
-  lineage: LineageId;
-  seq: number;
-}
-
-export function formatPosition(p: Position): string {
-  return `${p.lineage}/${p.seq}`;
-}
-
 /** Disk ids name files and directories on every site, so they are kept to a safe alphabet. */
 export const DISK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

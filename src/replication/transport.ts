@@ -19,7 +19,6 @@ export const FrameType = Object.freeze({
   ack: 6,
   nack: 7,
 });
-export type FrameTypeName = keyof typeof FrameType;
 
 export const PROTOCOL_VERSION = 1;
 /**
@@ -68,14 +67,6 @@ export function nackFor(id: number, err: unknown): Nack {
     message: err instanceof Error ? err.message : String(err),
     retryable: err instanceof BoomerangError ? err.retryable : true,
   };
-}
-
-export function encodeFrame(type: number, payload: Buffer): Buffer[] {
-  if (payload.length > MAX_FRAME_PAYLOAD) throw new ProtocolError('FRAME_TOO_LARGE', `frame of ${payload.length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
-  const header = Buffer.alloc(FRAME_HEADER);
-  header.writeUInt32LE(payload.length, 0);
-  header.writeUInt8(type, 4);
-  return [header, payload];
 }
 
 export function jsonPayload(value: unknown): Buffer {
