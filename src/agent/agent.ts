@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { BookmarkKind, Bookmark } from '../replication/batch.js';
 import { FileDisk } from '../replication/disk.js';
@@ -19,6 +20,20 @@ export interface AgentDiskConfig {
   path: string;
   /** Create the backing file (sparse) with this size if it does not exist. */
   sizeBytes?: number;
+  /**
+   * Replicate this disk. An unprotected disk is still served over NBD, in passthrough (writes go
+   * straight to the backing disk, nothing is sent). Once protectDisk / unprotectDisk has been
+   * called, the choice persisted in the state directory wins over this setting.
+   * @default true
+   */
+  protect?: boolean;
+}
+
+/** What a clean stop did: whether the next run may continue, and the final bookmark per disk. */
+export interface AgentStopResult {
+  clean: boolean;
+  /** disk id → id of the crash-consistent bookmark taken at shutdown (`shutdown-<ISO time>`). */
+  finalBookmarks: Record<string, string>;
 }
 
 export interface AgentOptions {
@@ -59,8 +74,12 @@ interface DiskRuntime {
   backing: FileDisk;
   dirty: DirtyMap;
   statePath: string;
-  /** How this run began: continuing a lineage after a clean stop, or resyncing. */
-  start: 'continued' | 'initial' | 'crash-recovery';
+  /** How this run began: continuing a lineage after a clean stop, resyncing, or in passthrough. */
+  start: 'continued' | 'initial' | 'crash-recovery' | 'unprotected';
+  /** The persisted explicit choice (protectDisk / unprotectDisk), if one was ever made. */
+  choice: boolean | undefined;
+  /** Tail of the chain that serialises protectDisk / unprotectDisk on this disk. */
+  lifecycle: Promise<unknown>;
   resync: { running: boolean; again: boolean; done: number; total: number; runs: number };
   resyncTask: Promise<void> | undefined;
   acked: { lineage: LineageId; lastSeq: number; at: number } | undefined;
@@ -82,9 +101,12 @@ export class Agent {
   private control: ReturnType<typeof createControlApi> | undefined;
   controlEndpoint: Endpoint | undefined;
   private stopping = false;
+  /** Emits a disk id after each acknowledgement of one of its batches. */
+  private readonly acks = new EventEmitter();
 
   private constructor(private readonly o: AgentOptions) {
     this.budget = new BufferBudget(o.bufferBytes ?? AGENT_DEFAULTS.bufferBytes);
+    this.acks.setMaxListeners(0);
   }
 
   static async start(o: AgentOptions): Promise<Agent> {
@@ -114,7 +136,7 @@ export class Agent {
     this.sender.start();
     this.nbd = new NbdServer({ socketPath: o.nbdSocket, exports: [...this.disks.values()].map((d) => d.capture), logger: (msg, fields) => o.log.debug(fields ?? {}, msg) });
     await this.nbd.listen();
-    for (const [id, d] of this.disks) if (d.dirty.needsResync() > 0) this.scheduleResync(id);
+    for (const [id, d] of this.disks) if (d.capture.mode !== 'passthrough' && d.dirty.needsResync() > 0) this.scheduleResync(id);
     const every = o.bookmarkIntervalMs ?? AGENT_DEFAULTS.bookmarkIntervalMs;
     if (every > 0) this.timers.push(setInterval(() => this.timedBookmarks(), every));
     this.timers.push(setInterval(() => void this.flushDirtyMaps(), 5000));
@@ -128,28 +150,39 @@ export class Agent {
     const { map: dirty, existed } = await DirtyMap.open(join(o.stateDir, `${d.id}.dirty`), backing.size, o.regionBytes ?? AGENT_DEFAULTS.regionBytes);
     const statePath = join(o.stateDir, `${d.id}.state`);
     const state = await readDiskState(statePath);
+    const choice = state?.protected;
+    const protect = choice ?? d.protect ?? true;
     let start: DiskRuntime['start'];
     let position: { lineage: LineageId; lastSeq: number };
-    if (state && existed && state.clean && dirty.dirtyRegions() === 0) {
+    if (!protect) {
+      // Nothing is captured; the position is kept only to be shown. Protecting the disk later
+      // starts a new lineage with a full resync.
+      start = 'unprotected';
+      position = state ? { lineage: state.lineage, lastSeq: state.lastSeq } : { lineage: newLineage(), lastSeq: 0 };
+    } else if (state && existed && state.clean && !state.passthrough && dirty.dirtyRegions() === 0) {
       start = 'continued';
       position = { lineage: state.lineage, lastSeq: state.lastSeq };
-    } else if (state && existed) {
+    } else if (state && existed && !state.passthrough) {
       // Unclean stop: what was buffered is gone, continuity cannot be proven. The persisted
       // write-intent bits bound what may differ on the replica.
       start = 'crash-recovery';
       for (const r of dirty.persistedRegions()) dirty.markRegion(r);
       position = { lineage: newLineage(), lastSeq: 0 };
     } else {
+      // First start, or the disk ran in passthrough: writes may be missing from any lineage and
+      // from the write-intent map, so only a whole-disk resync proves anything.
       start = 'initial';
       await dirty.markAll();
       position = { lineage: newLineage(), lastSeq: 0 };
     }
-    await writeDiskState(statePath, { ...position, clean: false });
+    await writeDiskState(statePath, { ...position, clean: false, ...(choice === undefined ? {} : { protected: choice }), ...(protect ? {} : { passthrough: true }) });
     const rt: DiskRuntime = {
       backing,
       dirty,
       statePath,
       start,
+      choice,
+      lifecycle: Promise.resolve(),
       resync: { running: false, again: false, done: 0, total: 0, runs: 0 },
       resyncTask: undefined,
       acked: undefined,
@@ -166,10 +199,11 @@ export class Agent {
           onResyncNeeded: (id) => this.scheduleResync(id),
         },
         position,
+        { passthrough: !protect },
       ),
     };
     this.disks.set(d.id, rt);
-    o.log.info({ disk: d.id, start, lineage: position.lineage, regionsToResync: dirty.needsResync() }, 'disk opened');
+    o.log.info({ disk: d.id, start, protected: protect, lineage: position.lineage, regionsToResync: protect ? dirty.needsResync() : 0 }, 'disk opened');
   }
 
   private onSealed(b: SealedBatch): void {
@@ -184,11 +218,12 @@ export class Agent {
     for (const [offset, length] of b.ranges) d.dirty.release(offset, length);
     d.unackedTimes.shift();
     d.acked = { lineage: b.lineage, lastSeq: b.lastSeq, at: Date.now() };
+    this.acks.emit('ack', b.diskId);
   }
 
   private scheduleResync(diskId: string): void {
     const d = this.disks.get(diskId);
-    if (!d || this.stopping) return;
+    if (!d || this.stopping || d.capture.mode === 'passthrough') return;
     if (d.resync.running) {
       d.resync.again = true;
       return;
@@ -200,8 +235,10 @@ export class Agent {
           d.resync.again = false;
           // Let the buffer drain first: a resync that starts full would overflow again at once.
           await this.budget.waitBelow(this.budget.limitBytes / 2);
-          if (this.stopping) return;
+          if (this.stopping || d.capture.mode === 'passthrough') return;
           d.resync.runs++;
+          d.resync.done = 0;
+          d.resync.total = d.dirty.needsResync();
           this.o.log.info({ disk: diskId, regions: d.dirty.needsResync() }, 'resync started');
           const result = await d.capture.resync({
             onProgress: (done, total) => {
@@ -211,7 +248,7 @@ export class Agent {
           });
           this.o.log.info({ disk: diskId, result, lineage: d.capture.lineage }, 'resync pass ended');
           if (result === 'aborted') d.resync.again = true;
-        } while (d.resync.again && !this.stopping);
+        } while (d.resync.again && !this.stopping && !this.isPassthrough(d));
       } catch (err) {
         this.o.log.error({ disk: diskId, error: errorMessage(err) }, 'resync failed');
       } finally {
@@ -235,12 +272,124 @@ export class Agent {
     for (const d of this.disks.values()) await d.dirty.flush().catch((err) => this.o.log.warn({ error: errorMessage(err) }, 'dirty map flush failed'));
   }
 
-  /** Takes a bookmark on one disk (or every disk) — "on request" consistency points. */
-  bookmark(diskId: string, kind: BookmarkKind = 'crash', id?: string): Bookmark & { lineage: LineageId } {
+  /** A method, so TypeScript does not narrow the mode across the awaits of a resync pass. */
+  private isPassthrough(d: DiskRuntime): boolean {
+    return d.capture.mode === 'passthrough';
+  }
+
+  private requireDisk(diskId: string): DiskRuntime {
     const d = this.disks.get(diskId);
     if (!d) throw new BoomerangError('UNKNOWN_DISK', `agent ${this.o.name} has no disk ${diskId}`);
+    return d;
+  }
+
+  /** The ids of the disks this agent serves, protected or not. */
+  diskIds(): string[] {
+    return [...this.disks.keys()];
+  }
+
+  /** Takes a bookmark on one disk (or every disk) — "on request" consistency points. */
+  bookmark(diskId: string, kind: BookmarkKind = 'crash', id?: string): Bookmark & { lineage: LineageId } {
+    const d = this.requireDisk(diskId);
     const b = d.capture.bookmark(kind, id);
     return { ...b, lineage: d.capture.lineage };
+  }
+
+  /** Runs `fn` after every earlier protect/unprotect of the disk has settled. */
+  private serial<T>(d: DiskRuntime, fn: () => Promise<T>): Promise<T> {
+    const result = d.lifecycle.then(fn);
+    d.lifecycle = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  private saveState(d: DiskRuntime): Promise<void> {
+    const passthrough = d.capture.mode === 'passthrough';
+    return writeDiskState(d.statePath, {
+      lineage: d.capture.lineage,
+      lastSeq: d.capture.lastSeq,
+      clean: false,
+      ...(d.choice === undefined ? {} : { protected: d.choice }),
+      ...(passthrough ? { passthrough: true } : {}),
+    });
+  }
+
+  /**
+   * Starts replicating a disk served in passthrough: persists the choice, marks every region as
+   * needing a resync, switches capture on in a new lineage and schedules the whole-region resync
+   * (its last batch carries the lineage's first recovery point). Writes that started before the
+   * switch hold their range lock until they reach the backing disk, so the resync read of their
+   * region sees them. Idempotent: on a protected disk it returns the current lineage — unless
+   * `newLineage` is set: then a protected disk starts over too (new lineage, every region
+   * resynced), as a direction change needs; calling it again restarts that resync.
+   */
+  protectDisk(diskId: string, options: { newLineage?: boolean } = {}): Promise<{ lineage: LineageId }> {
+    const d = this.requireDisk(diskId);
+    return this.serial(d, async () => {
+      if (this.stopping) throw new BoomerangError('AGENT_STOPPING', `agent ${this.o.name} is stopping`, { retryable: true });
+      if (d.capture.mode !== 'passthrough' && options.newLineage !== true) {
+        if (d.choice !== true) {
+          d.choice = true;
+          await this.saveState(d);
+        }
+        return { lineage: d.capture.lineage };
+      }
+      // The switch and the marking of every region happen in one synchronous step, so a resync
+      // pass can only start with every region in its list. Until the state below is written, a
+      // crash leaves the old state (passthrough, or a lineage this call replaces): the next run
+      // resyncs from that, and the caller, whose call did not return, calls again.
+      const lineage = newLineage();
+      d.capture.protect(lineage, { restart: true });
+      await d.dirty.markAll(); // marks synchronously, then makes the map durable
+      d.choice = true;
+      await writeDiskState(d.statePath, { lineage, lastSeq: 0, clean: false, protected: true });
+      d.resync.done = 0;
+      d.resync.total = d.dirty.needsResync();
+      this.scheduleResync(diskId);
+      this.o.log.info({ disk: diskId, lineage, regions: d.resync.total }, 'disk protected: resync scheduled');
+      return { lineage };
+    });
+  }
+
+  /**
+   * Stops replicating a disk: capture switches to passthrough at once (later writes are not
+   * sent, a resync under way stops), what was captured is sealed, protected=false is persisted,
+   * then it waits up to `timeoutMs` for the disk's batches to be acknowledged by the PS.
+   * `drained` says whether every write made before the switch reached the PS. Idempotent.
+   */
+  unprotectDisk(diskId: string, timeoutMs: number): Promise<{ drained: boolean }> {
+    const d = this.requireDisk(diskId);
+    return this.serial(d, async () => {
+      const was = d.capture.mode;
+      d.capture.unprotect();
+      if (was !== 'passthrough' || d.choice !== false) {
+        d.choice = false;
+        await this.saveState(d);
+        if (was !== 'passthrough') this.o.log.info({ disk: diskId, lineage: d.capture.lineage, lastSeq: d.capture.lastSeq }, 'disk unprotected: passthrough');
+      }
+      return { drained: await this.waitDiskAcked(d, timeoutMs) };
+    });
+  }
+
+  /** Resolves true once no batch of the disk is waiting for the PS's acknowledgement, false on timeout. */
+  private waitDiskAcked(d: DiskRuntime, timeoutMs: number): Promise<boolean> {
+    if (d.unackedTimes.length === 0) return Promise.resolve(true);
+    const diskId = d.capture.name;
+    return new Promise((resolve) => {
+      const onAck = (id: string) => {
+        if (id !== diskId || d.unackedTimes.length > 0) return;
+        done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        this.acks.off('ack', onAck);
+        resolve(v);
+      };
+      this.acks.on('ack', onAck);
+    });
   }
 
   /**
@@ -272,23 +421,27 @@ export class Agent {
       pending: this.sender.pending(),
       sender: { ...this.sender.stats, reconnects: this.sender.reconnects },
       disks: Object.fromEntries(
-        [...this.disks].map(([id, d]) => [
-          id,
-          {
-            size: d.capture.size,
-            start: d.start,
-            mode: d.capture.mode,
-            lineage: d.capture.lineage,
-            lastSeq: d.capture.lastSeq,
-            acked: d.acked,
-            resyncRequired: d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating',
-            regionsToResync: d.dirty.needsResync(),
-            dirtyRegions: d.dirty.dirtyRegions(),
-            resync: d.resync,
-            rpoMs: d.unackedTimes.length > 0 ? now - d.unackedTimes[0]! : 0,
-            stats: d.capture.stats,
-          },
-        ]),
+        [...this.disks].map(([id, d]) => {
+          const prot = d.capture.mode !== 'passthrough';
+          return [
+            id,
+            {
+              size: d.capture.size,
+              start: d.start,
+              protected: prot,
+              mode: d.capture.mode,
+              lineage: d.capture.lineage,
+              lastSeq: d.capture.lastSeq,
+              acked: d.acked,
+              resyncRequired: prot && (d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating'),
+              regionsToResync: prot ? d.dirty.needsResync() : 0,
+              dirtyRegions: d.dirty.dirtyRegions(),
+              resync: d.resync,
+              rpoMs: d.unackedTimes.length > 0 ? now - d.unackedTimes[0]! : 0,
+              stats: d.capture.stats,
+            },
+          ];
+        }),
       ),
     };
   }
@@ -298,14 +451,20 @@ export class Agent {
     const now = Date.now();
     return {
       agent: {
-        disks: [...this.disks].map(([diskId, d]) => ({
-          diskId,
-          lineage: d.capture.lineage,
-          lastSeq: d.capture.lastSeq,
-          ackedSeq: d.acked?.lineage === d.capture.lineage ? d.acked.lastSeq : 0,
-          rpoSeconds: d.unackedTimes.length > 0 ? (now - d.unackedTimes[0]!) / 1000 : 0,
-          resyncRequired: d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating',
-        })),
+        disks: [...this.disks].map(([diskId, d]) => {
+          const prot = d.capture.mode !== 'passthrough';
+          return {
+            diskId,
+            protected: prot,
+            lineage: d.capture.lineage,
+            lastSeq: d.capture.lastSeq,
+            ackedSeq: d.acked?.lineage === d.capture.lineage ? d.acked.lastSeq : 0,
+            rpoSeconds: d.unackedTimes.length > 0 ? (now - d.unackedTimes[0]!) / 1000 : 0,
+            resyncRequired: prot && (d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating'),
+            // Progress in regions, while a resync runs (or waits to start).
+            ...(d.resync.running ? { resyncDone: d.resync.done, resyncTotal: d.resync.total } : {}),
+          };
+        }),
       },
     };
   }
@@ -326,6 +485,16 @@ export class Agent {
       },
       async (req) => this.bookmark(req.params.disk, req.body?.kind ?? 'crash', req.body?.id),
     );
+    app.post<{ Params: { disk: string }; Querystring: { newLineage?: boolean } }>(
+      '/disks/:disk/protect',
+      { schema: { querystring: { type: 'object', properties: { newLineage: { type: 'boolean' } } } } },
+      async (req) => this.protectDisk(req.params.disk, { newLineage: req.query.newLineage === true }),
+    );
+    app.post<{ Params: { disk: string }; Querystring: { timeoutMs?: number } }>(
+      '/disks/:disk/unprotect',
+      { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
+      async (req) => this.unprotectDisk(req.params.disk, req.query.timeoutMs ?? 30_000),
+    );
     app.post<{ Querystring: { timeoutMs?: number } }>(
       '/drain',
       { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
@@ -336,27 +505,49 @@ export class Agent {
   }
 
   /**
-   * Clean stop: no new writes, everything captured drained to the PS, then the lineage and an
-   * empty dirty map are recorded so the next run continues without a resync. If the drain
-   * times out the state stays "unclean" and the next run resyncs the dirty regions instead.
+   * Clean stop: no new writes; each protected disk that is replicating (no resync pending) takes
+   * a final crash-consistent bookmark `shutdown-<ISO time>`, so the master target's newest
+   * recovery point is the disk exactly as it was at shutdown; everything captured is drained to
+   * the PS, then the lineage and an empty dirty map are recorded so the next run continues
+   * without a resync. If the drain times out the state stays "unclean" and the next run resyncs
+   * the dirty regions instead. Disks in passthrough keep their state (they never continue).
    */
-  async stop(options: { drainTimeoutMs?: number } = {}): Promise<{ clean: boolean }> {
+  async stop(options: { drainTimeoutMs?: number } = {}): Promise<AgentStopResult> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
     await this.nbd?.close();
+    // protect/unprotect calls under way finish first, so they cannot rewrite the state after us.
+    await Promise.allSettled([...this.disks.values()].map((d) => d.lifecycle));
+    const finalBookmarks: Record<string, string> = {};
+    if (this.sender) {
+      const id = `shutdown-${new Date().toISOString()}`;
+      for (const [diskId, d] of this.disks) {
+        if (d.capture.mode !== 'replicating' || d.dirty.needsResync() > 0 || d.resync.running) continue;
+        try {
+          finalBookmarks[diskId] = d.capture.bookmark('crash', id).id;
+          this.o.log.info({ disk: diskId, bookmark: id, lineage: d.capture.lineage, seq: d.capture.lastSeq }, 'final bookmark taken');
+        } catch (err) {
+          this.o.log.warn({ disk: diskId, error: errorMessage(err) }, 'final bookmark skipped');
+        }
+      }
+    }
     const drained = this.sender ? await this.drain(options.drainTimeoutMs ?? 30_000) : false;
     await this.sender?.stop();
     let clean = drained;
     for (const d of this.disks.values()) {
       d.capture.close();
+      const passthrough = d.capture.mode === 'passthrough';
       const ok = drained && d.capture.mode === 'replicating' && d.dirty.needsResync() === 0;
       await d.dirty.close();
-      if (ok && d.dirty.dirtyRegions() === 0) await writeDiskState(d.statePath, { lineage: d.capture.lineage, lastSeq: d.capture.lastSeq, clean: true });
-      else clean = false;
+      if (passthrough) {
+        // Its state (passthrough, not clean) was written when it entered passthrough.
+      } else if (ok && d.dirty.dirtyRegions() === 0) {
+        await writeDiskState(d.statePath, { lineage: d.capture.lineage, lastSeq: d.capture.lastSeq, clean: true, ...(d.choice === undefined ? {} : { protected: d.choice }) });
+      } else clean = false;
       await d.backing.close();
     }
-    this.o.log.info({ clean }, 'agent stopped');
-    return { clean };
+    this.o.log.info({ clean, finalBookmarks }, 'agent stopped');
+    return { clean, finalBookmarks };
   }
 }

@@ -25,7 +25,14 @@ export interface SealedBatch {
   bookmarks: Bookmark[];
 }
 
-export type CaptureMode = 'replicating' | 'resyncing' | 'overflow';
+/**
+ * - replicating: every write is captured; bookmarks are allowed once no region needs a resync.
+ * - resyncing: a resync (or the protection of a disk) is under way; writes are captured.
+ * - overflow: the buffer is full; writes only mark their regions "needs resync".
+ * - passthrough: the disk is not protected; writes go straight to the backing disk, nothing is
+ *   captured, no budget, no sequence numbers, no write-intent bits.
+ */
+export type CaptureMode = 'replicating' | 'resyncing' | 'overflow' | 'passthrough';
 
 export interface CaptureOptions {
   diskId: string;
@@ -70,6 +77,10 @@ export class DiskCapture {
   private sealTimer: NodeJS.Timeout | undefined;
   private modeValue: CaptureMode = 'replicating';
   private pendingFlags = 0;
+  /** protect() started the current lineage for the resync that follows: it continues it. */
+  private resyncContinuesLineage = false;
+  /** Bumped by protect() and unprotect(): a resync pass started before either must stop. */
+  private epoch = 0;
   private readonly now: () => number;
   /** Counters for status and benchmarks. */
   readonly stats = { writes: 0, bytesWritten: 0, resyncBytesRead: 0, resyncBytesSent: 0, overflows: 0, bookmarks: 0 };
@@ -77,12 +88,14 @@ export class DiskCapture {
   constructor(
     private readonly o: CaptureOptions,
     start: { lineage: LineageId; lastSeq: number },
+    options: { passthrough?: boolean } = {},
   ) {
     this.name = o.diskId;
     this.size = o.backing.size;
     this.lineageId = start.lineage;
     this.nextSeq = start.lastSeq + 1;
     this.now = o.now ?? Date.now;
+    if (options.passthrough) this.modeValue = 'passthrough';
   }
 
   get lineage(): LineageId {
@@ -119,16 +132,27 @@ export class DiskCapture {
   }
 
   private async capture(offset: number, length: number, data: Buffer | undefined, fua: boolean): Promise<void> {
+    // Passthrough writes take the range lock too: a resync read that follows protect() waits for
+    // a write that started before the switch, so the read sees its bytes.
     const release = await this.lock.acquire(offset, length);
     try {
+      if (this.modeValue === 'passthrough') {
+        await this.writeThrough(offset, length, data, fua);
+        return;
+      }
       const cost = data ? data.length : 0;
       if (this.modeValue !== 'overflow' && !this.o.budget.fits(cost)) this.enterOverflow();
       if (this.modeValue === 'overflow') {
         await this.o.dirty.markNeedsResync(offset, length);
       } else {
         await this.o.dirty.retain(offset, length);
-        this.o.budget.take(cost);
-        this.addEvent({ offset, length, ...(data ? { data } : {}) }, cost);
+        if ((this.modeValue as CaptureMode) === 'passthrough') {
+          // unprotect() switched while the bit was being made durable: not captured any more.
+          this.o.dirty.release(offset, length);
+        } else {
+          this.o.budget.take(cost);
+          this.addEvent({ offset, length, ...(data ? { data } : {}) }, cost);
+        }
       }
       try {
         if (data) await this.o.backing.write(offset, data);
@@ -148,11 +172,56 @@ export class DiskCapture {
     }
   }
 
+  private async writeThrough(offset: number, length: number, data: Buffer | undefined, fua: boolean): Promise<void> {
+    if (data) await this.o.backing.write(offset, data);
+    else await this.o.backing.writeZeroes(offset, length);
+    if (fua) await this.o.backing.flush();
+    this.stats.writes++;
+    this.stats.bytesWritten += length;
+  }
+
+  /**
+   * Leaves passthrough: from now on every write is captured, in a new lineage that starts
+   * inconsistent (first batch flagged lineageStart). The caller marks every region as needing a
+   * resync first; the resync that follows continues this lineage, so the lineage returned is the
+   * one whose resyncDone batch brings the first recovery point (unless an overflow forces yet
+   * another lineage). A no-op returning the current lineage when the disk is not in passthrough,
+   * unless `restart`: then a protected disk also starts over in a new lineage (a resync pass under
+   * way stops at its next region).
+   */
+  protect(lineage: LineageId = newLineage(), options: { restart?: boolean } = {}): LineageId {
+    if (this.modeValue !== 'passthrough' && !options.restart) return this.lineageId;
+    this.seal(); // what is open belongs to the old lineage
+    this.epoch++;
+    this.lineageId = lineage;
+    this.nextSeq = 1;
+    this.pendingFlags = BatchFlags.lineageStart;
+    this.modeValue = 'resyncing';
+    this.resyncContinuesLineage = true;
+    return this.lineageId;
+  }
+
+  /**
+   * Enters passthrough: nothing is captured any more. Seals what is open so it can still be sent;
+   * a resync under way stops at its next region. Idempotent.
+   */
+  unprotect(): void {
+    if (this.modeValue === 'passthrough') return;
+    this.epoch++;
+    this.modeValue = 'passthrough';
+    this.resyncContinuesLineage = false;
+    this.seal();
+  }
+
   /**
    * Takes a bookmark: the next sequence number marks "the disk after every event before it".
-   * Refused while the replica cannot be consistent (resync or overflow pending).
+   * Refused while the replica cannot be consistent (resync or overflow pending), and on a disk
+   * that is not protected.
    */
   bookmark(kind: BookmarkKind, id: string = randomUUID()): Bookmark {
+    if (this.modeValue === 'passthrough') {
+      throw new BoomerangError('NOT_PROTECTED', `disk ${this.name} is not protected (passthrough): nothing is replicated, so a bookmark would name no recovery point`);
+    }
     if (this.modeValue !== 'replicating' || this.o.dirty.needsResync() > 0) {
       throw new BoomerangError('RESYNC_IN_PROGRESS', `disk ${this.name} is ${this.modeValue === 'replicating' ? 'waiting for a resync' : this.modeValue}; a bookmark now would not be a consistent recovery point`, { retryable: true });
     }
@@ -218,7 +287,7 @@ export class DiskCapture {
   }
 
   private enterOverflow(): void {
-    if (this.modeValue === 'overflow') return;
+    if (this.modeValue === 'overflow' || this.modeValue === 'passthrough') return;
     this.modeValue = 'overflow';
     this.stats.overflows++;
     this.seal();
@@ -226,31 +295,38 @@ export class DiskCapture {
   }
 
   /**
-   * Starts a new lineage and copies every region that needs a resync into it, region by region,
-   * while live writes continue. The range lock orders each region's read against writes to it.
-   * All-zero regions travel as zero extents (no payload). Resolves when the last resync event
-   * is sealed; the replica is consistent once that batch is applied.
+   * Starts a new lineage (or continues the one protect() just started) and copies every region
+   * that needs a resync into it, region by region, while live writes continue. The range lock
+   * orders each region's read against writes to it. All-zero regions travel as zero extents (no
+   * payload). Resolves when the last resync event is sealed; the replica is consistent once that
+   * batch is applied. 'aborted' after an overflow, an unprotect or a new protect().
    */
   async resync(options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<'done' | 'aborted'> {
+    if (this.modeValue === 'passthrough') return 'aborted';
     this.seal();
-    this.lineageId = newLineage();
-    this.nextSeq = 1;
-    this.pendingFlags = BatchFlags.lineageStart;
+    if (!this.resyncContinuesLineage) {
+      this.lineageId = newLineage();
+      this.nextSeq = 1;
+      this.pendingFlags = BatchFlags.lineageStart;
+    }
+    this.resyncContinuesLineage = false;
     this.modeValue = 'resyncing';
+    const epoch = this.epoch;
     const regions = this.o.dirty.regionsNeedingResync();
     const R = this.o.dirty.regionBytes;
     const lowWater = Math.floor(this.o.budget.limitBytes / 2);
     let done = 0;
     for (const r of regions) {
-      if (options.signal?.aborted || this.isOverflowing()) return 'aborted';
+      if (options.signal?.aborted || this.mustStop(epoch)) return 'aborted';
       await this.o.budget.waitBelow(Math.max(0, lowWater - R));
       const offset = r * R;
       const length = Math.min(R, this.size - offset);
       const release = await this.lock.acquire(offset, length);
       try {
-        if (this.isOverflowing()) return 'aborted';
+        if (this.mustStop(epoch)) return 'aborted';
         const data = await this.o.backing.read(offset, length);
         this.stats.resyncBytesRead += length;
+        if (this.mustStop(epoch)) return 'aborted';
         this.o.dirty.startResync(r);
         if (isAllZero(data)) this.addEvent({ offset, length }, 0);
         else {
@@ -274,8 +350,12 @@ export class DiskCapture {
     return 'done';
   }
 
-  private isOverflowing(): boolean {
-    return this.modeValue === 'overflow';
+  /**
+   * The resync pass must stop: an overflow needs a new one, or the disk was unprotected (and
+   * perhaps protected again: its passthrough writes are covered only by a pass that starts after).
+   */
+  private mustStop(epoch: number): boolean {
+    return this.modeValue === 'overflow' || this.modeValue === 'passthrough' || epoch !== this.epoch;
   }
 
   close(): void {

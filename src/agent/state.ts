@@ -1,14 +1,31 @@
 import { readFile, writeFile, rename, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { constants } from 'node:fs';
 import { isLineage, type LineageId } from '../replication/position.js';
 
 /**
  * What the agent remembers of a disk between runs. `clean` is true only after a shutdown that
  * drained every event to the process server: only then may the next run continue the lineage.
+ *
+ * File format (`<stateDir>/<disk id>.state`, JSON):
+ *   { "lineage": uuid, "lastSeq": n, "clean": bool, "protected"?: bool, "passthrough"?: bool }
+ * Files written before protection existed lack the last two fields and read as before.
  */
 export interface DiskState {
   lineage: LineageId;
   lastSeq: number;
   clean: boolean;
+  /**
+   * The operator's explicit choice (protectDisk / unprotectDisk). Absent until one was made: the
+   * disk's configuration decides. Once present it wins over the configuration.
+   */
+  protected?: boolean;
+  /**
+   * The disk was served in passthrough since the lineage's last captured event: writes may be
+   * missing from both the lineage and the write-intent map, so protecting it again needs a full
+   * resync in a new lineage.
+   */
+  passthrough?: boolean;
 }
 
 export async function readDiskState(path: string): Promise<DiskState | undefined> {
@@ -22,7 +39,10 @@ export async function readDiskState(path: string): Promise<DiskState | undefined
   try {
     const v = JSON.parse(text) as Partial<DiskState>;
     if (typeof v.lineage === 'string' && isLineage(v.lineage) && Number.isSafeInteger(v.lastSeq) && typeof v.clean === 'boolean') {
-      return { lineage: v.lineage, lastSeq: v.lastSeq!, clean: v.clean };
+      const state: DiskState = { lineage: v.lineage, lastSeq: v.lastSeq!, clean: v.clean };
+      if (typeof v.protected === 'boolean') state.protected = v.protected;
+      if (v.passthrough === true) state.passthrough = true;
+      return state;
     }
   } catch {
     // fall through: an unreadable state proves nothing, so it is treated as a dirty one
@@ -30,7 +50,7 @@ export async function readDiskState(path: string): Promise<DiskState | undefined
   return undefined;
 }
 
-/** tmp, fsync, rename: the state file is either the old or the new one, never torn. */
+/** tmp, fsync, rename, fsync the directory: the state file is either the old or the new one, never torn. */
 export async function writeDiskState(path: string, state: DiskState): Promise<void> {
   const tmp = `${path}.tmp`;
   await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
@@ -41,4 +61,10 @@ export async function writeDiskState(path: string, state: DiskState): Promise<vo
     await fh.close();
   }
   await rename(tmp, path);
+  const dir = await open(dirname(path), constants.O_RDONLY);
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }

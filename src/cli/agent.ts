@@ -3,7 +3,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Agent } from '../agent/agent.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
+import { agentCommands } from '../agent/commands.js';
 
 export const AgentConfigSchema = Type.Object(
   {
@@ -17,7 +18,12 @@ export const AgentConfigSchema = Type.Object(
     tokenFile: Type.String({ minLength: 1 }),
     disks: Type.Array(
       Type.Object(
-        { id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), path: Type.String({ minLength: 1 }), size: Type.Optional(SizeValue) },
+        {
+          id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }),
+          path: Type.String({ minLength: 1 }),
+          size: Type.Optional(SizeValue),
+          protect: Type.Optional(Type.Boolean({ description: 'replicate from the start (default); false serves the disk until the CS protects it' })),
+        },
         { additionalProperties: false },
       ),
       { minItems: 1 },
@@ -69,7 +75,7 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
         material,
         token,
         log,
-        disks: cfg.disks.map((d) => ({ id: d.id, path: d.path, ...(d.size === undefined ? {} : { sizeBytes: bytes(d.size)! }) })),
+        disks: cfg.disks.map((d) => ({ id: d.id, path: d.path, ...(d.size === undefined ? {} : { sizeBytes: bytes(d.size)! }), ...(d.protect === undefined ? {} : { protect: d.protect }) })),
         ...(control ? { control: endpoint(control) } : {}),
         ...(cfg.batch?.maxBytes !== undefined ? { maxBatchBytes: bytes(cfg.batch.maxBytes)! } : {}),
         ...(cfg.batch?.maxDelayMs !== undefined ? { maxBatchDelayMs: cfg.batch.maxDelayMs } : {}),
@@ -79,9 +85,9 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
         ...(cfg.bookmarkIntervalSec !== undefined ? { bookmarkIntervalMs: cfg.bookmarkIntervalSec * 1000 } : {}),
       });
       if (agent.controlEndpoint) process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'agent', control: agent.controlEndpoint })}\n`);
-      const heartbeats = startHeartbeats(cs, () => agent.healthReport(), log);
+      const link = startCsLink(cs, { report: () => agent.healthReport(), commands: agentCommands(agent), log });
       await runUntilSignal(async () => {
-        await heartbeats.stop();
+        await link.stop();
         await agent.stop();
       });
     });

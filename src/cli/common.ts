@@ -6,6 +6,7 @@ import { parseEndpoint, type Endpoint, type TlsMaterial } from '../replication/t
 import { parseBytes } from '../runtime/config.js';
 import { loadTlsMaterial } from '../security/pki.js';
 import { readTokenFile } from '../security/token.js';
+import { CommandLoop, type CommandHandler } from '../runtime/cs-commands.js';
 import { enrol, HeartbeatSender, type Enrolment } from '../runtime/cs-link.js';
 import type { Logger } from '../runtime/log.js';
 
@@ -61,19 +62,33 @@ export async function loadSecurity(
   return { material: await loadTlsMaterial({ caPath: cfg.tls.ca, certPath: cfg.tls.cert, keyPath: cfg.tls.key }), token };
 }
 
-/** Heartbeats to the CS when the component registered with one; a no-op otherwise. */
-export function startHeartbeats(cs: Awaited<ReturnType<typeof loadSecurity>>['cs'], report: () => Promise<object> | object, log: Logger): { stop(): Promise<void> } {
+/**
+ * The component's link to the CS when it registered with one (a no-op otherwise): heartbeats
+ * with its health (and whatever else it reports alongside), and the commands jobs send it.
+ */
+export function startCsLink(
+  cs: Awaited<ReturnType<typeof loadSecurity>>['cs'],
+  o: { report: () => Promise<object> | object; afterBeat?: (client: HttpsJsonClient) => Promise<void>; commands: Readonly<Record<string, CommandHandler>>; log: Logger },
+): { stop(): Promise<void> } {
   if (!cs) return { stop: async () => undefined };
   const sender = new HeartbeatSender({
     url: cs.config.url,
     caPem: cs.caPem,
     token: cs.enrolment.token,
     intervalMs: cs.enrolment.heartbeatIntervalSeconds * 1000,
-    report: async () => report(),
-    log,
+    report: async () => o.report(),
+    ...(o.afterBeat ? { afterBeat: o.afterBeat } : {}),
+    log: o.log,
   });
+  const commands = new CommandLoop({ url: cs.config.url, caPem: cs.caPem, token: cs.enrolment.token, handlers: o.commands, log: o.log });
   sender.start();
-  return sender;
+  commands.start();
+  return {
+    stop: async () => {
+      await commands.stop();
+      await sender.stop();
+    },
+  };
 }
 
 export function endpoint(value: string | undefined, fallback?: Endpoint): Endpoint {
@@ -88,17 +103,19 @@ export function bytes(value: string | number | undefined): number | undefined {
   return value === undefined ? undefined : parseBytes(value);
 }
 
-/** Runs a component until SIGINT/SIGTERM, then stops it once. */
+/**
+ * Runs a component until SIGINT/SIGTERM, then stops it once. Further signals during the stop are
+ * ignored: a clean stop (an agent draining its last writes) must not be cut short by a second one.
+ */
 export async function runUntilSignal(stop: () => Promise<unknown>): Promise<void> {
   await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const onSignal = () => resolve();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
   });
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', ignore);
   await stop();
 }
 

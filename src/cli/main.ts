@@ -10,6 +10,9 @@ import { rpCommand } from './rp.js';
 import { pkiCommand } from './pki.js';
 import { csCommand } from './cs.js';
 import { checkCommand } from './check.js';
+import { itemCommand } from './item.js';
+import { jobCommand } from './job.js';
+import { cancelCommand, changePointCommand, commitCommand, failbackCommand, failoverCommand, reprotectCommand } from './operations.js';
 
 /** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration, 3 pre-flight checks failed. */
 const program = new Command('boomerang')
@@ -20,6 +23,14 @@ const program = new Command('boomerang')
   .addCommand(labCommand())
   .addCommand(csCommand())
   .addCommand(checkCommand())
+  .addCommand(itemCommand())
+  .addCommand(failoverCommand())
+  .addCommand(changePointCommand())
+  .addCommand(commitCommand())
+  .addCommand(reprotectCommand())
+  .addCommand(failbackCommand())
+  .addCommand(cancelCommand())
+  .addCommand(jobCommand())
   .addCommand(agentCommand())
   .addCommand(psCommand())
   .addCommand(mtCommand())

@@ -1,9 +1,10 @@
 import { Command } from 'commander';
 import { Type, type Static } from '@sinclair/typebox';
+import { masterTargetCommands, recoveryPointReport } from '../mt/commands.js';
 import { MasterTarget } from '../mt/main.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
 
 export const MtConfigSchema = Type.Object(
   {
@@ -14,9 +15,11 @@ export const MtConfigSchema = Type.Object(
       { dir: Type.String({ minLength: 1 }), windowHours: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), maxBytesPerDisk: Type.Optional(SizeValue) },
       { additionalProperties: false },
     ),
-    disks: Type.Array(
-      Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue }, { additionalProperties: false }),
-      { minItems: 1 },
+    disks: Type.Optional(
+      Type.Array(
+        Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue }, { additionalProperties: false }),
+        { description: 'disks replicated from the start; the CS attaches the others at runtime' },
+      ),
     ),
     tls: Type.Optional(TlsSchema),
     cs: Type.Optional(CsSchema),
@@ -52,7 +55,7 @@ Config file (YAML):
         name: cfg.name,
         listen: endpoint(opts.listen ?? cfg.listen),
         retentionDir: cfg.retention.dir,
-        disks: cfg.disks.map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
+        disks: (cfg.disks ?? []).map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
         material,
         token,
         log,
@@ -61,9 +64,9 @@ Config file (YAML):
         ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
       });
       process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'mt', listen: mt.endpoint, control: mt.controlEndpoint })}\n`);
-      const heartbeats = startHeartbeats(cs, () => mt.healthReport(), log);
+      const link = startCsLink(cs, { report: () => mt.healthReport(), afterBeat: async (client) => void (await client.call('POST', '/v1/recovery-points', recoveryPointReport(mt))), commands: masterTargetCommands(mt), log });
       await runUntilSignal(async () => {
-        await heartbeats.stop();
+        await link.stop();
         await mt.stop();
       });
     });

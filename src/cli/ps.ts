@@ -1,9 +1,10 @@
 import { Command } from 'commander';
 import { Type, type Static } from '@sinclair/typebox';
+import { processServerCommands } from '../ps/commands.js';
 import { ProcessServer } from '../ps/process-server.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
-import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startHeartbeats } from './common.js';
+import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
 
 export const PsConfigSchema = Type.Object(
   {
@@ -60,9 +61,9 @@ Config file (YAML):
         ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
       });
       process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'ps', listen: ps.endpoint, control: ps.controlEndpoint })}\n`);
-      const heartbeats = startHeartbeats(cs, () => ps.healthReport(), log);
+      const link = startCsLink(cs, { report: () => ps.healthReport(), commands: processServerCommands(ps), log });
       await runUntilSignal(async () => {
-        await heartbeats.stop();
+        await link.stop();
         await ps.stop();
       });
     });

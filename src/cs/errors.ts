@@ -80,6 +80,46 @@ export const CATALOGUE = {
     'check the item and its machines by hand; the rollback did not finish',
   ),
   INTERNAL: entry(500, () => 'internal error', 'see the configuration server log'),
+  PREFLIGHT_FAILED: entry<{ operation: string; item: string; failed: string }>(
+    422,
+    (p) => `cannot ${p.operation} item ${p.item}: pre-flight checks failed (${p.failed})`,
+    'fix every problem listed (each has its own remedy), or see them with `boomerang check <operation> <item>`, then run the operation again',
+  ),
+  COMMAND_FAILED: entry<{ kind: string; component: string; code: string; message: string }>(
+    502,
+    (p) => `${p.component} could not ${p.kind}: [${p.code}] ${p.message}`,
+    'see the component log for details, correct the cause and run the operation again',
+  ),
+  COMMAND_TIMEOUT: entry<{ kind: string; component: string; seconds: number }>(
+    504,
+    (p) => `${p.component} did not carry out ${p.kind} within ${p.seconds} s`,
+    'check that the component is running and can reach the configuration server (its heartbeats), then run the operation again',
+  ),
+  POWER_HOOK_FAILED: entry<{ machine: string; action: string; message: string }>(
+    502,
+    (p) => `the power hook could not ${p.action} machine ${p.machine}: ${p.message}`,
+    'run the machine’s hook command by hand to see why, fix it (or the machine), then run the operation again',
+  ),
+  FAILBACK_NOT_CONFIGURED: entry<{ item: string; missing: string }>(
+    409,
+    (p) => `item ${p.item} has no ${p.missing} for the failback direction`,
+    'enable replication with recoveryMachineId, failbackAgentName, failbackPsId and failbackMtId so the item can be reprotected and failed back',
+  ),
+  NO_RECOVERY_POINT: entry<{ disk: string; point: string }>(
+    409,
+    (p) => `disk ${p.disk} has no recovery point matching "${p.point}"`,
+    'list the recovery points with `boomerang rp list <item>` and choose one that exists',
+  ),
+  NO_FINAL_BOOKMARK: entry<{ disk: string }>(
+    409,
+    (p) => `disk ${p.disk} has no final bookmark from the machine's shutdown: its agent did not stop cleanly, so the last writes cannot be proven to have arrived`,
+    'start the machine again (cancel the failback), let replication catch up, then fail back again',
+  ),
+  RESYNC_TIMEOUT: entry<{ disk: string; seconds: number }>(
+    504,
+    (p) => `disk ${p.disk} did not finish its resync within ${p.seconds} s`,
+    'check the agent, process server and master target health and the network between them, then run the operation again',
+  ),
   '806': entry<Missing>(
     503,
     (p) => `no heartbeat from process server ${p.name} (${p.id}): ${heartbeatAge(p)}`,
@@ -107,6 +147,15 @@ export const CATALOGUE = {
       remedy: 'マシン上のエージェント (モビリティ サービス、boomerang agent) を再起動し、構成サーバーとの間のネットワークを確認してください',
     },
   ),
+  '95226': entry<{ name: string; seconds: number }>(
+    504,
+    (p) => `the agent ${p.name} on the machine to replicate from has not registered with the configuration server after ${p.seconds} s`,
+    'check the network (VPN/ExpressRoute) between the machine and the configuration server and that the agent service runs, then run the operation again',
+    {
+      message: (p) => `レプリケーション元マシンのエージェント ${p.name} が ${p.seconds} 秒待っても構成サーバーに登録されていません`,
+      remedy: 'マシンと構成サーバーの間のネットワーク (VPN/ExpressRoute) とエージェント サービスの稼働を確認してから、操作をもう一度実行してください',
+    },
+  ),
 } as const;
 
 export type CsErrorCode = keyof typeof CATALOGUE;
@@ -118,6 +167,8 @@ export class CsError extends BoomerangError {
   readonly status: number;
   readonly remedy: string;
   field: string | undefined;
+  /** Several findings behind one error (pre-flight results), shown to the caller as they are. */
+  problems: readonly object[] | undefined;
   constructor(code: string, status: number, message: string, remedy: string, options: { cause?: unknown; field?: string } = {}) {
     super(code, message, options.cause === undefined ? {} : { cause: options.cause });
     this.status = status;
@@ -128,6 +179,11 @@ export class CsError extends BoomerangError {
   /** Names the request field at fault; returns this so it chains after csError(). */
   at(field: string): this {
     this.field = field;
+    return this;
+  }
+
+  with(problems: readonly object[]): this {
+    this.problems = problems;
     return this;
   }
 }
@@ -151,6 +207,6 @@ export interface CodedError {
   remedy?: string;
 }
 
-export function toCodedError(err: CsError): CodedError {
-  return { code: err.code, message: err.message, remedy: err.remedy };
+export function toCodedError(err: CsError): CodedError & { problems?: readonly object[] } {
+  return { code: err.code, message: err.message, remedy: err.remedy, ...(err.problems === undefined ? {} : { problems: err.problems }) };
 }

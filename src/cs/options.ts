@@ -4,7 +4,15 @@ import { Type } from '@sinclair/typebox';
 import { validateConfig } from '../runtime/config.js';
 import { createLogger, type Logger } from '../runtime/log.js';
 import { systemClock, type Clock } from './clock.js';
+import type { CommandBus } from './components/commands.js';
+import type { CsContext } from './context.js';
 import type { JobKind } from './jobs/types.js';
+
+/** What job kinds are built with. */
+export interface CsServices {
+  readonly context: CsContext;
+  readonly commands: CommandBus;
+}
 
 /** Options of ConfigurationServer.start; every field but dataDir has a default. */
 export interface ConfigurationServerOptions {
@@ -32,8 +40,19 @@ export interface ConfigurationServerOptions {
   progressIntervalMs?: number;
   /** How long stop() waits for aborted tasks to return. @default 10000 */
   stopTimeoutMs?: number;
-  /** The job kinds this server can run (the lifecycle brings its own). @default none */
-  jobKinds?: readonly JobKind[];
+  /**
+   * The job kinds this server can run, or a function that builds them from the server's services
+   * (the lifecycle's kinds send commands to components). @default none
+   */
+  jobKinds?: readonly JobKind[] | ((services: CsServices) => readonly JobKind[]);
+  /** How long a command to a component may wait for its answer. @default 600 */
+  commandTimeoutSeconds?: number;
+  /** How long reprotect waits for the recovery machine's agent to register (95226). @default 900 */
+  agentRegistrationTimeoutSeconds?: number;
+  /** How long enable and reprotect wait for a resync to finish. @default 86400 */
+  resyncTimeoutSeconds?: number;
+  /** How often jobs re-read what components report while they wait. @default 1000 */
+  lifecyclePollMs?: number;
   /** @default the system clock */
   clock?: Clock;
   /** @default a pino logger named "cs" */
@@ -53,6 +72,10 @@ const Plain = Type.Object({
   maxRunningJobs: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
   progressIntervalMs: Type.Integer({ minimum: 0, default: 250 }),
   stopTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+  commandTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 600 }),
+  agentRegistrationTimeoutSeconds: Type.Number({ minimum: 0, default: 900 }),
+  resyncTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 86_400 }),
+  lifecyclePollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
 });
 
 export const CS_FILES = Object.freeze({ db: 'cs.db', ca: 'ca.pem', adminToken: 'admin.token' });
@@ -77,7 +100,8 @@ export interface CompiledOptions {
   readonly maxRunningJobs: number;
   readonly progressIntervalMs: number;
   readonly stopTimeoutMs: number;
-  readonly jobKinds: readonly JobKind[];
+  readonly jobKinds: readonly JobKind[] | ((services: CsServices) => readonly JobKind[]);
+  readonly lifecycle: { readonly commandTimeoutMs: number; readonly agentRegistrationTimeoutMs: number; readonly resyncTimeoutMs: number; readonly pollMs: number };
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -112,7 +136,13 @@ export function compileOptions(options: ConfigurationServerOptions): CompiledOpt
     maxRunningJobs: o.maxRunningJobs,
     progressIntervalMs: o.progressIntervalMs,
     stopTimeoutMs: o.stopTimeoutMs,
-    jobKinds: Object.freeze([...(jobKinds ?? [])]),
+    jobKinds: typeof jobKinds === 'function' ? jobKinds : Object.freeze([...(jobKinds ?? [])]),
+    lifecycle: Object.freeze({
+      commandTimeoutMs: o.commandTimeoutSeconds * 1000,
+      agentRegistrationTimeoutMs: o.agentRegistrationTimeoutSeconds * 1000,
+      resyncTimeoutMs: o.resyncTimeoutSeconds * 1000,
+      pollMs: o.lifecyclePollMs,
+    }),
     clock: clock ?? systemClock,
     log: logger ?? createLogger('cs'),
   });

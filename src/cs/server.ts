@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../replication/errors.js';
 import { buildApi } from './api/app.js';
+import { CommandBus } from './components/commands.js';
 import { HeartbeatMonitor } from './components/monitor.js';
 import type { CsContext } from './context.js';
 import { migrate, openDatabase, type Db } from './db/open.js';
@@ -25,6 +26,8 @@ export class ConfigurationServer {
     readonly context: CsContext,
     readonly jobs: JobEngine,
     readonly monitor: HeartbeatMonitor,
+    /** Commands to components, for lifecycle code and tests. */
+    readonly commands: CommandBus,
     /** The Fastify instance; `app.inject()` exercises the API without a socket. */
     readonly app: FastifyInstance,
     /** https://host:port of the API. */
@@ -50,18 +53,19 @@ export class ConfigurationServer {
       if (applied.length > 0) log.info({ migrations: applied }, 'database schema migrated');
       const vault = await openVault(db, o);
       const context: CsContext = Object.freeze({ db, clock: o.clock, log, options: o });
+      const commands = new CommandBus(context);
       const jobs = new JobEngine({
         db,
         clock: o.clock,
         log: log.child({ part: 'jobs' }),
-        kinds: o.jobKinds,
+        kinds: typeof o.jobKinds === 'function' ? o.jobKinds({ context, commands }) : o.jobKinds,
         maxRunningJobs: o.maxRunningJobs,
         progressIntervalMs: o.progressIntervalMs,
         stopTimeoutMs: o.stopTimeoutMs,
       });
       const monitor = new HeartbeatMonitor(context);
       const metrics = new CsMetrics(context, jobs);
-      const app = await buildApi({ ctx: context, vault, jobs, metrics });
+      const app = await buildApi({ ctx: context, vault, jobs, metrics, commands });
       undo.unshift(() => app.close());
       await app.listen({ host: o.host, port: o.port });
       const { address, port } = app.server.address() as AddressInfo;
@@ -71,7 +75,7 @@ export class ConfigurationServer {
       await jobs.start();
       monitor.start();
       log.info({ url, vault: vault.name, dataDir: o.paths.dataDir, ca: o.paths.ca }, 'configuration server started');
-      return new ConfigurationServer(context, jobs, monitor, app, url);
+      return new ConfigurationServer(context, jobs, monitor, commands, app, url);
     } catch (err) {
       for (const step of undo) await step().catch(() => undefined);
       log.error({ error: errorMessage(err) }, 'configuration server failed to start');

@@ -1,16 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, writeFile, access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { BoomerangError } from '../replication/errors.js';
 import type { Endpoint } from '../replication/transport.js';
 import { ensureDevPki } from '../security/pki.js';
 import { generateToken, readTokenFile, writeTokenFile } from '../security/token.js';
 import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
-
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+import { startComponent } from './process.js';
 
 export type Role = 'agent' | 'ps' | 'mt';
 
@@ -127,28 +123,12 @@ export class Cluster {
   async start(role: Role, overrides: { psPort?: number } = {}): Promise<void> {
     if (this.running.has(role)) throw new BoomerangError('LAB_STATE', `${role} is already running`);
     const ports = this.ports.get(role) ?? {};
-    const args = [CLI, role, '--config', this.file(role, `${role}.json`), '--log-level', this.o.logLevel ?? 'info'];
+    const args = [role, '--config', this.file(role, `${role}.json`), '--log-level', this.o.logLevel ?? 'info'];
     if (role !== 'agent' && ports.data !== undefined) args.push('--listen', `127.0.0.1:${ports.data}`);
     if (role === 'ps') args.push('--mt', `127.0.0.1:${this.requirePort('mt')}`);
     if (role === 'agent') args.push('--ps', `127.0.0.1:${overrides.psPort ?? this.requirePort('ps')}`);
     if (role === 'agent' && ports.control !== undefined) args.push('--control', `127.0.0.1:${ports.control}`);
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(this.file('logs', `${role}.log`), { flags: 'a' });
-    proc.stderr!.pipe(log);
-    const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
-    const ready = await new Promise<{ listen?: Endpoint; control: Endpoint }>((res, rej) => {
-      const lines = createInterface({ input: proc.stdout! });
-      lines.on('line', (line) => {
-        log.write(`${line}\n`);
-        try {
-          const msg = JSON.parse(line) as { event?: string; listen?: Endpoint; control?: Endpoint };
-          if (msg.event === 'ready' && msg.control) res({ control: msg.control, ...(msg.listen ? { listen: msg.listen } : {}) });
-        } catch {
-          // a log line, not the ready message
-        }
-      });
-      void exited.then((code) => rej(new BoomerangError('LAB_START', `${role} exited with code ${code} before it was ready; see ${this.file('logs', `${role}.log`)}`)));
-    });
+    const { proc, exited, ready } = await startComponent<{ event?: string; listen?: Endpoint; control: Endpoint }>(args, this.file('logs', `${role}.log`), role);
     this.ports.set(role, { ...(ready.listen ? { data: ready.listen.port } : {}), control: ready.control.port });
     this.running.set(role, { proc, exited, control: ready.control, ...(ready.listen ? { data: ready.listen } : {}) });
     await this.clients.get(role)?.close();

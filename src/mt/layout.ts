@@ -33,7 +33,7 @@ const META = 'disk.json';
 const INTENT = 'restore-in-place.json';
 
 /** Replaces a small file atomically and durably: written aside, synced, renamed, directory synced. */
-async function writeDurably(dir: string, name: string, text: string): Promise<void> {
+export async function writeDurably(dir: string, name: string, text: string): Promise<void> {
   const tmp = join(dir, `${name}.tmp`);
   const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
   try {

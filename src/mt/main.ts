@@ -1,8 +1,10 @@
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { BoomerangError, errorMessage } from '../replication/errors.js';
+import { BoomerangError, ConfigError, RemoteError, errorMessage } from '../replication/errors.js';
+import { isDiskId } from '../replication/position.js';
 import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
 import { createControlApi, listenControl } from '../runtime/control.js';
 import { volumeFacts } from '../runtime/volume.js';
@@ -10,6 +12,9 @@ import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
 import { ReplicaDisk } from './replica.js';
 import { RpoWindow, servePs, type ApplyStats } from './server.js';
+import { readAttachments, writeAttachments, type Attachment, type Attachments } from './attachments.js';
+import { Mutex } from './mutex.js';
+import { syncDir } from './segments.js';
 
 export interface MtDiskConfig {
   id: string;
@@ -21,8 +26,9 @@ export interface MtDiskConfig {
 export interface MasterTargetOptions {
   name: string;
   listen: Endpoint;
-  /** The retention volume: one journal directory per disk below it. */
+  /** The retention volume: one journal directory per disk below it, and attachments.json. */
   retentionDir: string;
+  /** Disks from the configuration (may be empty); disks attached at runtime are added to them. */
   disks: MtDiskConfig[];
   /** @default 24 h */
   retentionMs?: number;
@@ -36,9 +42,66 @@ export interface MasterTargetOptions {
 
 export const MT_DEFAULTS = Object.freeze({ retentionMs: 24 * 3600 * 1000, maxJournalBytes: 16 * 1024 ** 3 });
 
+/** What attachDisk asks for. */
+export interface AttachDiskRequest {
+  id: string;
+  /** The replica disk file. */
+  target: string;
+  sizeBytes: number;
+  /** An existing file to rename to `target` when `target` does not exist (original-location reprotect). */
+  adopt?: string;
+}
+
+/** The state of one replica disk, for the CS and the control API. */
+export interface MtDiskStatus {
+  diskId: string;
+  target: string;
+  sizeBytes: number;
+  origin: 'config' | 'attached';
+  frozen: boolean;
+  position: ReturnType<ReplicaDisk['position']>;
+  points: ReturnType<ReplicaDisk['recoveryPoints']>;
+  health: ReturnType<ReplicaDisk['health']>;
+}
+
+interface DiskEntry {
+  target: string;
+  sizeBytes: number;
+  origin: 'config' | 'attached';
+}
+
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Syncs the directories of both ends of a rename (once when they are the same). */
+async function syncRenameDirs(from: string, to: string): Promise<void> {
+  await syncDir(dirname(to));
+  if (dirname(from) !== dirname(to)) await syncDir(dirname(from));
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** The master target: applies batches to target disks behind a write-ahead undo journal. */
 export class MasterTarget {
   readonly disks = new Map<string, ReplicaDisk>();
+  private readonly entries = new Map<string, DiskEntry>();
+  private readonly frozen = new Set<string>();
+  private attachments: Attachments = { version: 1, disks: [], frozen: [] };
+  /** Serialises attach, freeze and release, and every write of attachments.json. */
+  private readonly lifecycle = new Mutex();
   private readonly rpo = new Map<string, RpoWindow>();
   readonly applyStats: ApplyStats = { batches: 0, bytes: 0, refused: 0, lastRefusal: undefined };
   private readonly applied = new EventEmitter();
@@ -65,38 +128,264 @@ export class MasterTarget {
   private async open(): Promise<void> {
     const o = this.o;
     await mkdir(o.retentionDir, { recursive: true, mode: 0o700 });
-    for (const d of o.disks) {
-      const replica = await ReplicaDisk.open({
-        diskId: d.id,
-        targetPath: d.target,
-        retentionDir: join(o.retentionDir, d.id),
-        size: d.sizeBytes,
-        retentionMs: o.retentionMs ?? MT_DEFAULTS.retentionMs,
-        maxJournalBytes: o.maxJournalBytes ?? MT_DEFAULTS.maxJournalBytes,
-      });
-      this.disks.set(d.id, replica);
-      this.rpo.set(d.id, new RpoWindow());
-      o.log.info({ disk: d.id, position: replica.position(), points: replica.recoveryPoints().length }, 'replica opened');
+    this.attachments = await readAttachments(o.retentionDir);
+    // Releases a crash interrupted are finished before anything is opened.
+    for (const a of this.attachments.disks.filter((x) => x.releasing !== undefined)) {
+      await this.finishRelease(a.id, a.target, a.releasing?.handTo);
+      this.attachments.disks = this.attachments.disks.filter((x) => x.id !== a.id);
+      this.attachments.frozen = this.attachments.frozen.filter((id) => id !== a.id);
+      await writeAttachments(o.retentionDir, this.attachments);
+      o.log.info({ disk: a.id, handTo: a.releasing?.handTo }, 'interrupted release finished');
     }
+    for (const id of this.attachments.frozen) this.frozen.add(id);
+    const attached = new Map(this.attachments.disks.map((a) => [a.id, a]));
+    for (const d of o.disks) {
+      const a = attached.get(d.id);
+      if (a && (resolvePath(a.target) !== resolvePath(d.target) || a.sizeBytes !== d.sizeBytes)) {
+        // The newer, runtime decision wins over the static configuration.
+        o.log.warn({ disk: d.id, configured: d.target, attached: a.target }, 'configured disk superseded by its attachment');
+        continue;
+      }
+      if (a) attached.delete(d.id);
+      await this.openReplica(d.id, { target: d.target, sizeBytes: d.sizeBytes, origin: 'config' });
+    }
+    for (const a of attached.values()) await this.openReplica(a.id, { target: a.target, sizeBytes: a.sizeBytes, origin: 'attached' });
     this.server = createDataServer({
       material: o.material,
       roles: ['ps'],
       authorize: (hello) => tokenMatches(hello.token, o.token),
       onConnection: async (conn) => {
         o.log.info({ ps: conn.hello.name }, 'process server connected');
-        await servePs(conn, this.disks, this.rpo, this.applyStats, (msg, f) => o.log.warn(f ?? {}, msg), (id) => this.applied.emit(id));
+        await servePs(conn, (id) => this.accepting(id), this.rpo, this.applyStats, (msg, f) => o.log.warn(f ?? {}, msg), (id) => this.applied.emit(id));
       },
       onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'process server connection error'),
     });
     this.endpoint = await this.server.listen(o.listen);
     if (o.control) await this.startControl(o.control);
-    o.log.info({ listen: this.endpoint, control: this.controlEndpoint }, 'master target started');
+    o.log.info({ listen: this.endpoint, control: this.controlEndpoint, disks: this.diskIds(), frozen: [...this.frozen] }, 'master target started');
+  }
+
+  private async openReplica(id: string, entry: DiskEntry): Promise<ReplicaDisk> {
+    const o = this.o;
+    const replica = await ReplicaDisk.open({
+      diskId: id,
+      targetPath: entry.target,
+      retentionDir: join(o.retentionDir, id),
+      size: entry.sizeBytes,
+      retentionMs: o.retentionMs ?? MT_DEFAULTS.retentionMs,
+      maxJournalBytes: o.maxJournalBytes ?? MT_DEFAULTS.maxJournalBytes,
+    });
+    this.disks.set(id, replica);
+    this.entries.set(id, entry);
+    this.rpo.set(id, new RpoWindow());
+    o.log.info({ disk: id, origin: entry.origin, target: entry.target, position: replica.position(), points: replica.recoveryPoints().length, frozen: this.frozen.has(id) }, 'replica opened');
+    return replica;
+  }
+
+  /** The replica a batch may be applied to now; the typed, retryable refusal otherwise. */
+  private accepting(id: string): ReplicaDisk {
+    const d = this.disks.get(id);
+    if (!d) throw new RemoteError('UNKNOWN_DISK', `master target ${this.o.name} has no disk ${id}`, { retryable: true });
+    if (this.frozen.has(id)) throw new RemoteError('DISK_FROZEN', `disk ${id} is frozen on master target ${this.o.name}: its batches are kept by the process server until it is attached again`, { retryable: true });
+    return d;
   }
 
   disk(id: string): ReplicaDisk {
     const d = this.disks.get(id);
     if (!d) throw new BoomerangError('UNKNOWN_DISK', `master target ${this.o.name} has no disk ${id}`);
     return d;
+  }
+
+  /** Ids of every open replica disk: configured and attached. */
+  diskIds(): string[] {
+    return [...this.disks.keys()];
+  }
+
+  diskStatus(id: string): MtDiskStatus {
+    const d = this.disk(id);
+    const e = this.entries.get(id)!;
+    return { diskId: id, target: e.target, sizeBytes: e.sizeBytes, origin: e.origin, frozen: this.frozen.has(id), position: d.position(), points: d.recoveryPoints(), health: d.health() };
+  }
+
+  private saveAttachments(): Promise<void> {
+    this.attachments.frozen = [...this.frozen].sort();
+    return writeAttachments(this.o.retentionDir, this.attachments);
+  }
+
+  /**
+   * Makes `target` the replica of disk `id` and starts accepting its batches. Idempotent: the same
+   * id with the same target and size already attached is a no-op, except that a frozen disk is
+   * unfrozen (attaching again is how applying resumes). When `target` does not exist, `adopt` (an
+   * existing file, e.g. the machine's own disk for original-location reprotect) is renamed to it;
+   * failing that a sparse file of `sizeBytes` is created. A journal left in `<retention>/<id>`
+   * is kept only when `target` already existed (it describes that file). Refused with
+   * DISK_SIZE_MISMATCH when the existing file has another size, DISK_ATTACHED when the id is
+   * attached to another target.
+   */
+  attachDisk(req: AttachDiskRequest): Promise<{ created: boolean; adopted: boolean }> {
+    if (!isDiskId(req.id)) return Promise.reject(new ConfigError('BAD_DISK_ID', `disk id ${JSON.stringify(req.id)} is not valid`));
+    if (!Number.isSafeInteger(req.sizeBytes) || req.sizeBytes <= 0 || req.sizeBytes % 512 !== 0)
+      return Promise.reject(new ConfigError('BAD_DISK_SIZE', `disk size ${req.sizeBytes} is not a positive multiple of 512`));
+    const target = resolvePath(req.target);
+    const adopt = req.adopt === undefined ? undefined : resolvePath(req.adopt);
+    return this.lifecycle.run(async () => {
+      const cur = this.entries.get(req.id);
+      if (cur) {
+        if (resolvePath(cur.target) !== target || cur.sizeBytes !== req.sizeBytes)
+          throw new BoomerangError('DISK_ATTACHED', `disk ${req.id} is already attached to ${cur.target} (${cur.sizeBytes} bytes); release it first`);
+        if (this.frozen.delete(req.id)) {
+          await this.saveAttachments();
+          this.o.log.info({ disk: req.id }, 'disk unfrozen: applying resumes');
+        }
+        return { created: false, adopted: false };
+      }
+      let created = false;
+      let adopted = false;
+      const existing = await statOrUndefined(target);
+      if (existing) {
+        if (!existing.isFile()) throw new BoomerangError('TARGET_NOT_FILE', `target ${target} of disk ${req.id} is not a regular file`);
+        if (existing.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `target ${target} has ${existing.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
+      } else {
+        const donor = adopt === undefined ? undefined : await statOrUndefined(adopt);
+        await mkdir(dirname(target), { recursive: true });
+        if (donor) {
+          if (!donor.isFile()) throw new BoomerangError('TARGET_NOT_FILE', `${adopt} (to adopt for disk ${req.id}) is not a regular file`);
+          if (donor.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `${adopt} has ${donor.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
+          await rename(adopt!, target);
+          await syncRenameDirs(adopt!, target);
+          adopted = true;
+        } else {
+          const fh = await open(target, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+          try {
+            await fh.truncate(req.sizeBytes);
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          await syncDir(dirname(target));
+          created = true;
+        }
+        // A journal describes the file it was kept for, not this one.
+        await rm(join(this.o.retentionDir, req.id), { recursive: true, force: true });
+      }
+      await this.openReplica(req.id, { target, sizeBytes: req.sizeBytes, origin: 'attached' });
+      this.attachments.disks = [...this.attachments.disks.filter((a) => a.id !== req.id), { id: req.id, target, sizeBytes: req.sizeBytes }];
+      this.frozen.delete(req.id);
+      await this.saveAttachments();
+      this.o.log.info({ disk: req.id, target, created, adopted }, 'disk attached');
+      return { created, adopted };
+    });
+  }
+
+  /**
+   * Stops applying the disk's batches: the PS gets the retryable DISK_FROZEN and keeps them. Target
+   * and journal stay; an apply under way finishes first. Persisted; attachDisk with the same id
+   * and target resumes. Idempotent.
+   */
+  freezeDisk(id: string): Promise<void> {
+    return this.lifecycle.run(async () => {
+      const d = this.disk(id);
+      if (!this.frozen.has(id)) {
+        this.frozen.add(id);
+        await this.saveAttachments();
+        this.o.log.info({ disk: id, position: d.position() }, 'disk frozen');
+      }
+      await d.idle();
+    });
+  }
+
+  /**
+   * Freezes the disk, then writes it as it was at `point` — 'latest' (the newest applied state;
+   * refused with REPLICA_INCONSISTENT mid-resync), a recovery point id or a bookmark id — to
+   * `outPath`, through `<outPath>.tmp`, fsync, rename, fsync of the directory. An existing
+   * `outPath` is replaced. Returns the point used: for 'latest', the newest recovery point when
+   * the target is exactly at it, else the id 'latest' and the current time.
+   */
+  async restoreDiskTo(id: string, point: string, outPath: string): Promise<{ pointId: string; time: number }> {
+    const out = resolvePath(outPath);
+    const check = this.disk(id);
+    this.resolvePoint(check, point); // refuse an unknown point before freezing anything
+    if (point === 'latest') this.latestPoint(check);
+    await this.freezeDisk(id);
+    const d = this.disk(id);
+    const resolved = this.resolvePoint(d, point);
+    let chosen: { pointId: string; time: number };
+    if (resolved === 'latest') chosen = this.latestPoint(d);
+    else {
+      const p = d.recoveryPoints().find((x) => x.id === resolved)!;
+      chosen = { pointId: p.id, time: p.time };
+    }
+    const tmp = `${out}.tmp`;
+    await mkdir(dirname(out), { recursive: true });
+    await rm(tmp, { force: true });
+    try {
+      await d.restore(resolved, tmp);
+      await fsyncFile(tmp);
+      await rename(tmp, out);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await syncDir(dirname(out));
+    this.o.log.info({ disk: id, point, ...chosen, outPath: out }, 'disk restored to a file');
+    return chosen;
+  }
+
+  /** The point 'latest' names: the newest recovery point if the target is exactly at it. */
+  private latestPoint(d: ReplicaDisk): { pointId: string; time: number } {
+    const pos = d.position();
+    if (!pos || !pos.consistent)
+      throw new BoomerangError('REPLICA_INCONSISTENT', `disk ${d.diskId} has no consistent newest state (${pos ? 'resync under way' : 'nothing applied yet'}); choose a recovery point`);
+    const at = d.recoveryPoints().filter((p) => p.lineage === pos.lineage && p.seq === pos.lastSeq).at(-1);
+    return at ? { pointId: at.id, time: at.time } : { pointId: 'latest', time: Date.now() };
+  }
+
+  /**
+   * Lets a disk go: stops accepting its batches, closes the replica, then hands the target file to
+   * `handTo` (a rename, replacing what is there; how the replica goes back to its machine at
+   * failback) or deletes it, deletes the journal directory and forgets the disk. The intent is
+   * written to attachments.json first, so a crash in between is finished on the next start.
+   * Idempotent: an unknown id is a no-op. A configured disk is opened again (empty) on the next
+   * start: lifecycle-managed disks should be attached ones.
+   */
+  releaseDisk(id: string, options: { handTo?: string } = {}): Promise<void> {
+    const handTo = options.handTo === undefined ? undefined : resolvePath(options.handTo);
+    return this.lifecycle.run(async () => {
+      const entry = this.entries.get(id);
+      const replica = this.disks.get(id);
+      if (!entry || !replica) return;
+      const intent: Attachment = { id, target: entry.target, sizeBytes: entry.sizeBytes, releasing: handTo === undefined ? {} : { handTo } };
+      this.attachments.disks = [...this.attachments.disks.filter((a) => a.id !== id), intent];
+      await this.saveAttachments();
+      this.disks.delete(id);
+      this.entries.delete(id);
+      this.rpo.delete(id);
+      this.frozen.delete(id);
+      await replica.close();
+      await this.finishRelease(id, entry.target, handTo);
+      this.attachments.disks = this.attachments.disks.filter((a) => a.id !== id);
+      await this.saveAttachments();
+      this.o.log.info({ disk: id, handTo }, 'disk released');
+    });
+  }
+
+  /** The file steps of a release; each can be repeated after a crash. */
+  private async finishRelease(id: string, target: string, handTo: string | undefined): Promise<void> {
+    if (handTo !== undefined) {
+      if (await statOrUndefined(target)) {
+        await mkdir(dirname(handTo), { recursive: true });
+        await rename(target, handTo);
+        await syncRenameDirs(target, handTo);
+      } else if (!(await statOrUndefined(handTo))) {
+        // Only after a crash and outside interference: there is nothing left to hand over.
+        this.o.log.error({ disk: id, target, handTo }, 'release: neither the target nor the file it was handed to exists');
+      }
+    } else if (await statOrUndefined(target)) {
+      await rm(target, { force: true });
+      await syncDir(dirname(target));
+    }
+    await rm(join(this.o.retentionDir, id), { recursive: true, force: true });
+    await syncDir(this.o.retentionDir);
   }
 
   /** Resolves once the disk has applied `seq` of `lineage` (or a later lineage), false on timeout. */
@@ -138,7 +427,18 @@ export class MasterTarget {
       name: this.o.name,
       apply: this.applyStats,
       disks: Object.fromEntries(
-        [...this.disks].map(([id, d]) => [id, { position: d.position(), recoveryPoints: d.recoveryPoints().length, health: d.health(), rpoMs: this.rpo.get(id)?.summary() }]),
+        [...this.disks].map(([id, d]) => [
+          id,
+          {
+            target: this.entries.get(id)?.target,
+            origin: this.entries.get(id)?.origin,
+            frozen: this.frozen.has(id),
+            position: d.position(),
+            recoveryPoints: d.recoveryPoints().length,
+            health: d.health(),
+            rpoMs: this.rpo.get(id)?.summary(),
+          },
+        ]),
       ),
     };
   }
@@ -146,12 +446,13 @@ export class MasterTarget {
   /** The MT section of a heartbeat: retention volume eligibility facts and each journal's span. */
   async healthReport() {
     const volume = await volumeFacts(this.o.retentionDir, {
-      targets: this.o.disks.map((d) => dirname(d.target)),
+      targets: [...new Set([...this.o.disks.map((d) => d.target), ...[...this.entries.values()].map((e) => e.target)].map((t) => dirname(t)))],
       cacheOrInstall: [fileURLToPath(new URL('.', import.meta.url))],
     });
     return {
       mt: {
         platform: process.platform === 'win32' ? ('windows' as const) : ('linux' as const),
+        retentionPath: this.o.retentionDir,
         volumes: [volume],
         journals: [...this.disks].flatMap(([diskId, d]) => {
           const p = d.position();
@@ -175,6 +476,47 @@ export class MasterTarget {
   private async startControl(endpoint: Endpoint): Promise<void> {
     const app = createControlApi({ material: this.o.material, token: this.o.token, component: `master target ${this.o.name}` });
     app.get('/status', async () => this.status());
+    app.get('/disks', async () => ({ disks: this.diskIds().map((id) => this.diskStatus(id)) }));
+    app.post<{ Body: AttachDiskRequest }>(
+      '/disks',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['id', 'target', 'sizeBytes'],
+            additionalProperties: false,
+            properties: {
+              id: { type: 'string', minLength: 1, maxLength: 128 },
+              target: { type: 'string', minLength: 1, maxLength: 4096 },
+              sizeBytes: { type: 'integer', minimum: 512 },
+              adopt: { type: 'string', minLength: 1, maxLength: 4096 },
+            },
+          },
+        },
+      },
+      async (req) => this.attachDisk(req.body),
+    );
+    app.get<{ Params: { disk: string } }>('/disks/:disk', async (req) => this.diskStatus(req.params.disk));
+    app.post<{ Params: { disk: string } }>('/disks/:disk/freeze', async (req) => (await this.freezeDisk(req.params.disk), { disk: req.params.disk, frozen: true }));
+    app.post<{ Params: { disk: string }; Body: { point: string; outPath: string } }>(
+      '/disks/:disk/restore-to',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['point', 'outPath'],
+            additionalProperties: false,
+            properties: { point: { type: 'string', minLength: 1, maxLength: 128 }, outPath: { type: 'string', minLength: 1, maxLength: 4096 } },
+          },
+        },
+      },
+      async (req) => this.restoreDiskTo(req.params.disk, req.body.point, req.body.outPath),
+    );
+    app.post<{ Params: { disk: string }; Body: { handTo?: string } | undefined }>(
+      '/disks/:disk/release',
+      { schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { handTo: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
+      async (req) => (await this.releaseDisk(req.params.disk, req.body?.handTo === undefined ? {} : { handTo: req.body.handTo }), { disk: req.params.disk, released: true }),
+    );
     app.get<{ Params: { disk: string } }>('/disks/:disk/recovery-points', async (req) => ({ disk: req.params.disk, points: this.disk(req.params.disk).recoveryPoints() }));
     app.post<{ Params: { disk: string }; Body: { point: string; outPath?: string; inPlace?: boolean } }>(
       '/disks/:disk/restore',
@@ -221,6 +563,7 @@ export class MasterTarget {
   async stop(): Promise<void> {
     await this.control?.close();
     await this.server?.close();
+    await this.lifecycle.run(async () => undefined); // attach / release under way finish first
     for (const d of this.disks.values()) await d.close();
     this.o.log.info('master target stopped');
   }

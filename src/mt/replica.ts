@@ -180,6 +180,11 @@ export class ReplicaDisk {
     return this.mutex.run(() => this.applyLocked(batch));
   }
 
+  /** Resolves once every operation called before it (an apply under way, say) has settled. */
+  idle(): Promise<void> {
+    return this.mutex.run(async () => undefined);
+  }
+
   position(): ReplicaPosition | undefined {
     const s = this.index.state;
     return s.lineage === undefined ? undefined : { lineage: s.lineage, lastSeq: s.lastSeq, consistent: s.consistent, closed: s.closed };

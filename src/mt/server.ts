@@ -30,13 +30,20 @@ export interface ApplyStats {
 }
 
 /**
+ * Finds the replica a batch is for, at the moment it is applied; throws the typed, retryable
+ * refusal when the master target has no such disk (UNKNOWN_DISK) or does not apply its batches
+ * now (DISK_FROZEN). The PS keeps refused batches and resends them after a backoff.
+ */
+export type ReplicaResolver = (diskId: string) => ReplicaDisk;
+
+/**
  * Serves one process-server connection: batches are applied per disk in arrival order (the
  * replica serialises its own work) and acknowledged only once durable on the target and in the
  * journal. Refusals carry the replica's typed error so the PS can back off and resend.
  */
 export async function servePs(
   conn: DataConnection,
-  disks: ReadonlyMap<string, ReplicaDisk>,
+  resolve: ReplicaResolver,
   rpo: Map<string, RpoWindow>,
   stats: ApplyStats,
   log: (msg: string, f?: object) => void,
@@ -65,15 +72,11 @@ export async function servePs(
       await refuse(id, err);
       continue;
     }
-    const disk = disks.get(batch.diskId);
-    if (!disk) {
-      await refuse(id, new BoomerangError('UNKNOWN_DISK', `this master target has no disk ${batch.diskId}`, { retryable: true }));
-      continue;
-    }
     const prev = chains.get(batch.diskId) ?? Promise.resolve();
     const next = prev.then(async () => {
       try {
-        const result = await disk.apply(batch);
+        // Resolved when its turn comes, so a freeze or release also stops batches already queued.
+        const result = await resolve(batch.diskId).apply(batch);
         if (result.status === 'applied') {
           stats.batches++;
           stats.bytes += body.length;

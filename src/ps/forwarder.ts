@@ -44,6 +44,8 @@ interface DiskLane {
  */
 export class Forwarder {
   private readonly lanes = new Map<string, DiskLane>();
+  /** Disks whose batches are being discarded: nothing more of theirs is sent. */
+  private readonly held = new Set<string>();
   private readonly byId = new Map<number, { diskId: string; entry: SpoolEntry }>();
   private nextId = 1;
   private readonly wakeup = new Wakeup();
@@ -102,6 +104,25 @@ export class Forwarder {
     return out;
   }
 
+  /** Stops sending the disk's batches until forgetDisk (called before they are discarded). */
+  holdDisk(diskId: string): void {
+    this.held.add(diskId);
+  }
+
+  /**
+   * Forgets the disk's lane after its spooled batches were discarded: no retry timer, nothing in
+   * flight expected; acknowledgements of batches already sent are ignored. Its next batches start
+   * a fresh lane.
+   */
+  forgetDisk(diskId: string): void {
+    this.held.delete(diskId);
+    const lane = this.lanes.get(diskId);
+    if (lane) clearTimeout(lane.retryTimer);
+    this.lanes.delete(diskId);
+    for (const [id, sent] of this.byId) if (sent.diskId === diskId) this.byId.delete(id);
+    this.wakeup.notify();
+  }
+
   private lane(diskId: string): DiskLane {
     let lane = this.lanes.get(diskId);
     if (!lane) {
@@ -132,6 +153,7 @@ export class Forwarder {
   private async pump(socket: TLSSocket): Promise<void> {
     const now = Date.now();
     for (const diskId of this.o.spool.disks()) {
+      if (this.held.has(diskId)) continue;
       const lane = this.lane(diskId);
       if (lane.blockedUntil > now) {
         this.wakeAt(lane, lane.blockedUntil);
@@ -149,7 +171,9 @@ export class Forwarder {
         let raw: Buffer;
         try {
           raw = this.o.recent.get(entry) ?? (await this.o.spool.read(entry));
+          if (this.lanes.get(diskId) !== lane) break; // discarded meanwhile
         } catch (err) {
+          if (this.lanes.get(diskId) !== lane) break;
           // The spool quarantined a batch that no longer verifies; the MT will refuse the gap
           // it leaves, which surfaces the loss instead of hiding it.
           lane.lastError = errorMessage(err);
@@ -160,6 +184,10 @@ export class Forwarder {
         lane.inFlight.push(entry);
         this.byId.set(id, { diskId, entry });
         const body = this.o.compression === 'deflate' ? await deflate(raw, { level: 1 }) : raw;
+        if (this.lanes.get(diskId) !== lane) {
+          this.byId.delete(id);
+          break;
+        }
         await writeFrame(socket, this.o.compression === 'deflate' ? FrameType.batchDeflate : FrameType.batch, batchPayload(id, body));
         this.stats.wireBytes += body.length;
       }

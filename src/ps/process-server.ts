@@ -33,6 +33,7 @@ export const PS_DEFAULTS = Object.freeze({ spoolMaxBytes: 8 * 1024 ** 3, compres
 export class ProcessServer {
   private server: DataServer | undefined;
   private forwarder: Forwarder | undefined;
+  private recent: RecentBatches | undefined;
   private control: ReturnType<typeof createControlApi> | undefined;
   readonly intake: IntakeStats = { batches: 0, bytes: 0, refused: 0 };
   endpoint: Endpoint | undefined;
@@ -47,6 +48,7 @@ export class ProcessServer {
     const spool = await Spool.open({ dir: o.spoolDir, maxBytes: o.spoolMaxBytes ?? PS_DEFAULTS.spoolMaxBytes });
     const ps = new ProcessServer(o, spool);
     const recent = new RecentBatches(o.recentBytes ?? PS_DEFAULTS.recentBytes);
+    ps.recent = recent;
     for (const q of spool.quarantined()) o.log.error({ file: q }, 'spooled batch failed verification and was quarantined');
     ps.forwarder = new Forwarder({
       endpoint: o.masterTarget,
@@ -85,7 +87,39 @@ export class ProcessServer {
       quarantined: this.spool.quarantined(),
       intake: this.intake,
       forwarding: { connected: this.forwarder?.connected ?? false, lastError: this.forwarder?.lastError, stats: this.forwarder?.stats, disks: this.forwarder?.status() },
+      pending: this.pendingByDisk(),
     };
+  }
+
+  /** Batches and bytes the spool holds per disk (disks with none are left out). */
+  pendingByDisk(): Record<string, { batches: number; bytes: number }> {
+    return Object.fromEntries(this.spool.disks().map((id) => [id, this.spool.diskUsage(id)]));
+  }
+
+  /**
+   * Resolves true once the PS holds no batch of the disk — every one spooled has been forwarded
+   * and acknowledged by the MT (and none is being stored) — false after `timeoutMs`.
+   */
+  drainDisk(diskId: string, timeoutMs: number): Promise<boolean> {
+    return this.spool.whenEmpty(diskId, timeoutMs);
+  }
+
+  /**
+   * Deletes every spooled batch of the disk (after a failover their data is obsolete) and stops
+   * forwarding and retrying them. Batches of the disk that arrive later are taken as usual.
+   */
+  async discardDisk(diskId: string): Promise<{ batches: number; bytes: number }> {
+    this.forwarder?.holdDisk(diskId);
+    let dropped: Awaited<ReturnType<Spool['discard']>>;
+    try {
+      dropped = await this.spool.discard(diskId);
+    } finally {
+      this.forwarder?.forgetDisk(diskId);
+    }
+    const { batches, bytes, entries } = dropped;
+    for (const e of entries) this.recent?.delete(e);
+    this.o.log.info({ disk: diskId, batches, bytes }, 'spooled batches of the disk discarded');
+    return { batches, bytes };
   }
 
   private lastRate = { at: Date.now(), bytes: 0 };
@@ -111,6 +145,12 @@ export class ProcessServer {
   private async startControl(endpoint: Endpoint): Promise<void> {
     const app = createControlApi({ material: this.o.material, token: this.o.token, component: `process server ${this.o.name}` });
     app.get('/status', async () => this.status());
+    app.post<{ Params: { disk: string }; Querystring: { timeoutMs?: number } }>(
+      '/disks/:disk/drain',
+      { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
+      async (req) => ({ drained: await this.drainDisk(req.params.disk, req.query.timeoutMs ?? 30_000) }),
+    );
+    app.post<{ Params: { disk: string } }>('/disks/:disk/discard', async (req) => this.discardDisk(req.params.disk));
     this.control = app;
     this.controlEndpoint = await listenControl(app, endpoint);
   }

@@ -61,6 +61,8 @@ interface DiskIndex {
   tail: Promise<void>;
   /** The disk directory's entry in the spool directory is known to be durable. */
   dirDurable: boolean;
+  /** Puts called and not yet settled. */
+  storing: number;
 }
 
 function positionKey(lineage: string, lastSeq: number): string {
@@ -87,6 +89,8 @@ async function unlinkIfPresent(path: string): Promise<void> {
 export class Spool {
   private readonly disksById = new Map<string, DiskIndex>();
   private readonly listeners = new Set<(e: SpoolEntry) => void>();
+  /** Called when a disk may have become empty (see whenEmpty). */
+  private readonly emptyWaiters = new Map<string, Set<() => void>>();
   private readonly quarantinedFiles: QuarantinedFile[] = [];
   private committedBytes = 0;
   /** Bytes of puts in flight: counted against maxBytes so parallel puts cannot overshoot it. */
@@ -170,7 +174,7 @@ export class Spool {
   private disk(diskId: string): DiskIndex {
     let d = this.disksById.get(diskId);
     if (!d) {
-      d = { entries: [], byPosition: new Map(), nextId: 0, tail: Promise.resolve(), dirDurable: false };
+      d = { entries: [], byPosition: new Map(), nextId: 0, tail: Promise.resolve(), dirDurable: false, storing: 0 };
       this.disksById.set(diskId, d);
     }
     return d;
@@ -206,13 +210,17 @@ export class Spool {
     if (batch.length > this.maxBytes)
       return Promise.reject(new BoomerangError('SPOOL_BATCH_TOO_LARGE', `batch of ${batch.length} bytes can never fit a spool of ${this.maxBytes} bytes`));
     const disk = this.disk(head.diskId);
+    disk.storing++;
     // Chained synchronously, so the position in the chain is the order of the put calls.
     const result = disk.tail.then(() => this.store(disk, head, batch));
     disk.tail = result.then(
       () => undefined,
       () => undefined,
     );
-    return result;
+    return result.finally(() => {
+      disk.storing--;
+      this.checkEmpty(head.diskId);
+    });
   }
 
   private async store(disk: DiskIndex, head: ReturnType<typeof peekBatchHeader>, batch: Buffer): Promise<SpoolEntry> {
@@ -327,6 +335,81 @@ export class Spool {
     this.committedBytes -= gone.bytes;
     this.batches -= 1;
     this.refusing = false;
+    this.checkEmpty(entry.diskId);
+  }
+
+  /** Whether the spool holds (or is storing) any batch of the disk. */
+  holds(diskId: string): boolean {
+    const d = this.disksById.get(diskId);
+    return d !== undefined && (d.entries.length > 0 || d.storing > 0);
+  }
+
+  /** Pending batches and bytes of the disk. */
+  diskUsage(diskId: string): { batches: number; bytes: number } {
+    const entries = this.disksById.get(diskId)?.entries ?? [];
+    return { batches: entries.length, bytes: entries.reduce((n, e) => n + e.bytes, 0) };
+  }
+
+  /**
+   * Resolves true once the spool holds no batch of the disk (none pending, none being stored),
+   * false after `timeoutMs`. Woken by every removal, not by polling.
+   */
+  whenEmpty(diskId: string, timeoutMs: number): Promise<boolean> {
+    if (!this.holds(diskId)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let waiters = this.emptyWaiters.get(diskId);
+      if (!waiters) {
+        waiters = new Set();
+        this.emptyWaiters.set(diskId, waiters);
+      }
+      const set = waiters;
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        set.delete(wake);
+        if (set.size === 0 && this.emptyWaiters.get(diskId) === set) this.emptyWaiters.delete(diskId);
+        resolve(v);
+      };
+      const wake = () => {
+        if (!this.holds(diskId)) done(true);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      set.add(wake);
+    });
+  }
+
+  private checkEmpty(diskId: string): void {
+    const waiters = this.emptyWaiters.get(diskId);
+    if (!waiters || this.holds(diskId)) return;
+    for (const w of [...waiters]) w();
+  }
+
+  /**
+   * Deletes every pending batch of the disk (their data is obsolete, e.g. after a failover) and
+   * returns what was dropped. Runs after the disk's puts under way; later puts are stored as
+   * usual. The deletions are made durable, so a crash cannot bring the batches back.
+   */
+  discard(diskId: string): Promise<{ batches: number; bytes: number; entries: SpoolEntry[] }> {
+    const disk = this.disk(diskId);
+    const result = disk.tail.then(async () => {
+      const entries = disk.entries.slice();
+      let bytes = 0;
+      for (const e of entries) {
+        try {
+          await unlinkIfPresent(this.path(e));
+        } catch (err) {
+          throw new BoomerangError('SPOOL_IO', `cannot delete spooled batch ${this.path(e)}: ${errorMessage(err)}`, { retryable: true, cause: err });
+        }
+        bytes += e.bytes;
+        this.unindex(e);
+      }
+      if (entries.length > 0) await fsyncDir(join(this.dir, diskId));
+      return { batches: entries.length, bytes, entries };
+    });
+    disk.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
   }
 
   usage(): SpoolUsage {

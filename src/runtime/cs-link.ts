@@ -78,7 +78,16 @@ export class HeartbeatSender {
   lastError: string | undefined;
 
   constructor(
-    private readonly o: { url: string; caPem: string; token: string; intervalMs: number; report: () => Promise<object>; log: Logger },
+    private readonly o: {
+      url: string;
+      caPem: string;
+      token: string;
+      intervalMs: number;
+      report: () => Promise<object>;
+      /** Reports that go with every heartbeat (a master target's recovery points). */
+      afterBeat?: (client: HttpsJsonClient) => Promise<void>;
+      log: Logger;
+    },
   ) {
     this.client = new HttpsJsonClient(o.url, o.caPem, o.token);
   }
@@ -94,6 +103,7 @@ export class HeartbeatSender {
   private async beat(): Promise<void> {
     try {
       await this.client.call('POST', '/v1/heartbeat', await this.o.report());
+      await this.o.afterBeat?.(this.client);
       this.sent++;
       this.lastError = undefined;
     } catch (err) {

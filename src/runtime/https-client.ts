@@ -17,10 +17,11 @@ export class HttpsJsonClient {
     this.dispatcher = new HttpAgent({ connect: { ca: caPem } });
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<T> {
     const res = await request(new URL(path, this.baseUrl), {
       method,
       dispatcher: this.dispatcher,
+      ...(signal ? { signal } : {}),
       headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });

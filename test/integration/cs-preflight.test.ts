@@ -28,6 +28,8 @@ interface Report {
 async function protectedItem(h: CsHarness) {
   const fabric = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
   const machine = (await h.post('/v1/machines', { fabricId: fabric.id, name: 'web01', power: { manual: true } })).json;
+  const recoveryFabric = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-b' })).json;
+  const recovery = (await h.post('/v1/machines', { fabricId: recoveryFabric.id, name: 'web01', power: { manual: true } })).json;
   const policy = (await h.post('/v1/policies', { name: 'gold' })).json;
   const agent = await h.register('agent', 'web01');
   const ps = await h.register('ps', 'ps-1');
@@ -39,6 +41,11 @@ async function protectedItem(h: CsHarness) {
     psId: ps.componentId,
     mtId: mt.componentId,
     disks: [{ diskId: 'web01-disk0', sizeBytes: 1 << 30, sourcePath: '/dev/vdb', targetPath: '/srv/replica/web01-disk0.img' }],
+    // The way back goes through the same PS and MT in this test: their health is what it trips.
+    recoveryMachineId: recovery.id,
+    failbackAgentName: 'web01-azure',
+    failbackPsId: ps.componentId,
+    failbackMtId: mt.componentId,
   });
   assert.equal(enabled.status, 202, enabled.text);
   await h.waitForJob(enabled.json.job.id);
@@ -63,8 +70,9 @@ test('pre-flight over the API: facts from the database and heartbeats, every fai
 
     const en = (await h.get(`/v1/items/${itemId}/preflight/reprotect`)).json as Report;
     assert.equal(en.ok, false);
-    // The machine's power state is unknown to the CS until its fabric reports it: 78093 too.
-    assert.deepEqual(failed(en).map((r) => r.id).sort(), ['item-not-failed-over', 'ps-spool-full', 'retention-volume-fat', 'source-not-running'].sort());
+    // Reprotect replicates from the recovery machine: its power state is unknown to the CS until
+    // its fabric reports it (78093), and its agent has not registered yet (95226).
+    assert.deepEqual(failed(en).map((r) => r.id).sort(), ['agent-not-registered', 'item-not-failed-over', 'ps-spool-full', 'retention-volume-fat', 'source-not-running'].sort());
     assert.equal(en.results.find((r) => r.id === 'source-not-running')!.code, 78093);
     const fat = en.results.find((r) => r.id === 'retention-volume-fat')!;
     assert.match(fat.message, /FAT/);

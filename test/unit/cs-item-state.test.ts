@@ -70,8 +70,8 @@ const EXPECTED: Record<ItemState, Record<Direction, Partial<Record<ItemOperation
     failback: { failback: { state: 'FailingBack', direction: 'failback' }, cancelFailback: { state: 'CancellingFailback', direction: 'failback' } },
   },
   CancellingFailback: {
-    forward: { cancelFailbackDone: { state: 'Protected', direction: 'forward' } },
-    failback: { cancelFailbackDone: { state: 'Protected', direction: 'failback' } },
+    forward: { cancelFailbackDone: { state: 'Protected', direction: 'forward' }, cancelFailbackFailed: { state: 'FailbackFailed', direction: 'forward' } },
+    failback: { cancelFailbackDone: { state: 'Protected', direction: 'failback' }, cancelFailbackFailed: { state: 'FailbackFailed', direction: 'failback' } },
   },
   FailedBack: {
     forward: { commit: { state: 'Committed', direction: 'forward' }, disable: { state: 'ProtectionDisabled', direction: 'forward' } },

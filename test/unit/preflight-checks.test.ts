@@ -182,6 +182,14 @@ const TRIPS: Trip[] = [
     expect: { en: { message: ['no failback to cancel', 'state: Committed'], remedy: ['rolls back'] }, ja: { message: ['キャンセル', '状態: コミット済み'], remedy: ['フェールバック'] } },
   },
   {
+    id: 'failback-not-configured',
+    operation: 'reprotect',
+    break: (f) => {
+      f.item.flags.failbackConfigured = false;
+    },
+    expect: { en: { message: ['no recovery machine', 'way back'], remedy: ['failbackAgentName'] }, ja: { message: ['復旧マシン'], remedy: ['failbackAgentName'] } },
+  },
+  {
     id: 'agent-not-registered',
     code: 95226,
     operation: 'reprotect',

@@ -1,11 +1,13 @@
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { CommandBus } from '../components/commands.js';
 import type { CsContext } from '../context.js';
 import type { JobEngine } from '../jobs/engine.js';
 import type { CsMetrics } from '../metrics.js';
 import type { Vault } from '../trust/vault.js';
 import { ComponentAuth, operatorHook } from './auth.js';
 import { installErrorHandling } from './errors.js';
+import { commandRoutes } from './routes/commands.js';
 import { componentReportRoutes } from './routes/component-reports.js';
 import { componentRoutes } from './routes/components.js';
 import { fabricRoutes } from './routes/fabrics.js';
@@ -14,6 +16,7 @@ import { itemRoutes } from './routes/items.js';
 import { preflightRoutes } from './routes/preflight.js';
 import { jobRoutes } from './routes/jobs.js';
 import { machineRoutes } from './routes/machines.js';
+import { operationRoutes } from './routes/operations.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policies.js';
 import { registrationRoutes } from './routes/registration.js';
@@ -23,6 +26,7 @@ export interface ApiDeps {
   vault: Vault;
   jobs: JobEngine;
   metrics: CsMetrics;
+  commands: CommandBus;
 }
 
 /**
@@ -31,13 +35,15 @@ export interface ApiDeps {
  * hook authenticates before anything else runs. Schemas compile in ready(): a bad one fails start.
  */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const { ctx, vault, jobs, metrics } = deps;
+  const { ctx, vault, jobs, metrics, commands } = deps;
   const app = Fastify({
     https: { key: vault.serverTls.keyPem, cert: vault.serverTls.certPem },
     loggerInstance: ctx.log.child({ part: 'api' }),
     // One line per request at debug from onResponse instead; heartbeats would flood info.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4 * 1024 * 1024,
+    // Command ids name their job, step and disk.
+    routerOptions: { maxParamLength: 300 },
     ajv: {
       customOptions: {
         // Report every bad field, and refuse unknown ones instead of dropping them silently.
@@ -75,6 +81,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const auth = new ComponentAuth(ctx);
     scope.addHook('onRequest', auth.hook);
     await scope.register(componentReportRoutes, { ctx, auth });
+    await scope.register(commandRoutes, { commands, auth });
   });
 
   await app.register(async (scope) => {
@@ -84,6 +91,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     await scope.register(machineRoutes, { ctx });
     await scope.register(policyRoutes, { ctx });
     await scope.register(itemRoutes, { ctx, jobs });
+    await scope.register(operationRoutes, { ctx, jobs });
     await scope.register(preflightRoutes, { ctx });
     await scope.register(jobRoutes, { jobs });
     await scope.register(metricsRoutes, { metrics });

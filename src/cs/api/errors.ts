@@ -52,7 +52,10 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler(async (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     let out: { status: number; body: object } | undefined;
     if (err instanceof CsError) {
-      out = { status: err.status, body: { code: err.code, message: err.message, remedy: err.remedy, ...(err.field === undefined ? {} : { field: err.field }) } };
+      out = {
+        status: err.status,
+        body: { code: err.code, message: err.message, remedy: err.remedy, ...(err.field === undefined ? {} : { field: err.field }), ...(err.problems === undefined ? {} : { problems: err.problems }) },
+      };
     } else if (err instanceof Error && 'validation' in err && Array.isArray((err as FastifyError).validation)) {
       out = validationBody(err as FastifyError);
     } else if (err instanceof Error && 'statusCode' in err) {

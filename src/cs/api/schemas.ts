@@ -10,8 +10,19 @@ export const ErrorBody = Type.Object(
     remedy: Type.Optional(Type.String()),
     /** The request field at fault, as a dotted path (`disks.0.sizeBytes`). */
     field: Type.Optional(Type.String()),
-    /** Every problem found, for malformed requests. */
-    problems: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+    /** Every problem found: the fields of a malformed request, or the failed pre-flight checks (id, code, remedy). */
+    problems: Type.Optional(
+      Type.Array(
+        Type.Object({
+          message: Type.String(),
+          field: Type.Optional(Type.String()),
+          id: Type.Optional(Type.String()),
+          code: Type.Optional(Type.Number()),
+          severity: Type.Optional(Type.String()),
+          remedy: Type.Optional(Type.String()),
+        }),
+      ),
+    ),
   },
   { description: 'an error: stable code, plain message, what to do' },
 );
@@ -22,6 +33,7 @@ const DESCRIPTIONS: Record<number, string> = {
   403: 'revoked credentials (REVOKED) or a component of the wrong kind',
   404: 'no such object',
   409: 'not allowed in the current state, or a name already taken',
+  422: 'pre-flight checks failed (PREFLIGHT_FAILED): `problems` lists every failed check with its code and remedy',
   501: 'a job kind this server was not started with',
 };
 

@@ -4,6 +4,7 @@ import type { ComponentRow } from '../db/schema.js';
 import type { HealthReport } from '../domain/health.js';
 import { RELEASED_STATES } from '../domain/item-state.js';
 import { csError } from '../errors.js';
+import { servedBy } from '../inventory/recovery-points.js';
 
 /** Heartbeats: record the health a component reports and clear its missing-heartbeat alert. */
 
@@ -28,7 +29,7 @@ export async function recordHeartbeat(ctx: CsContext, component: ComponentRow, r
         .updateTable('item_disks')
         .set({ lineage: j.lineage, last_seq: j.lastSeq })
         .where('disk_id', '=', j.diskId)
-        .where('item_id', 'in', (eb) => eb.selectFrom('items').select('id').where('mt_id', '=', component.id).where('state', 'not in', RELEASED_STATES))
+        .where('item_id', 'in', (eb) => eb.selectFrom('items').select('id').where(servedBy(component.id)).where('state', 'not in', RELEASED_STATES))
         .execute();
     }
   });

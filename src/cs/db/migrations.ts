@@ -176,8 +176,42 @@ const initial: Migration = {
   },
 };
 
+/**
+ * The lifecycle: the components and machine of the failback direction, the recovery point a
+ * failover chose, which master target reported a recovery point, and the commands jobs send to
+ * components (delivered when the component polls, so components need no inbound connection).
+ */
+const lifecycle: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('items').addColumn('recovery_machine_id', 'text', (c) => c.references('machines.id').onDelete('restrict')).execute();
+    await db.schema.alterTable('items').addColumn('failback_agent_name', 'text').execute();
+    await db.schema.alterTable('items').addColumn('failback_agent_id', 'text', (c) => c.references('components.id').onDelete('restrict')).execute();
+    await db.schema.alterTable('items').addColumn('failback_ps_id', 'text', (c) => c.references('components.id').onDelete('restrict')).execute();
+    await db.schema.alterTable('items').addColumn('failback_mt_id', 'text', (c) => c.references('components.id').onDelete('restrict')).execute();
+    await db.schema.alterTable('items').addColumn('failover_point', 'text').execute();
+    await db.schema.alterTable('recovery_points').addColumn('mt_id', 'text').execute();
+
+    await db.schema
+      .createTable('commands')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('component_id', 'text', (c) => c.notNull().references('components.id').onDelete('cascade'))
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('params', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull().check(sql`state in ('pending', 'done', 'failed', 'expired')`))
+      .addColumn('result', 'text')
+      .addColumn('error', 'text')
+      .addColumn('job_id', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('finished_at', 'text')
+      .execute();
+    await db.schema.createIndex('commands_pending').on('commands').columns(['component_id', 'state', 'created_at']).execute();
+  },
+};
+
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
+  '0002_lifecycle': lifecycle,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -108,6 +108,16 @@ export interface ItemsTable {
   agent_id: string;
   ps_id: string;
   mt_id: string;
+  /** The machine that runs the workload after a failover (physical fabric: prepared in advance). */
+  recovery_machine_id: string | null;
+  /** The name the agent on the recovery machine registers with; found (or waited for) at reprotect. */
+  failback_agent_name: string | null;
+  failback_agent_id: string | null;
+  /** Process server and master target of the failback direction (recovery site → primary site). */
+  failback_ps_id: string | null;
+  failback_mt_id: string | null;
+  /** JSON: the recovery point the last failover (or change of point) used, per disk. */
+  failover_point: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -132,6 +142,28 @@ export interface RecoveryPointsTable {
   time: string;
   lineage: string;
   seq: number;
+  /** The master target whose journal holds the point. */
+  mt_id: string | null;
+}
+
+export type CommandStateName = 'pending' | 'done' | 'failed' | 'expired';
+
+/** A command a job sends to a component; the component fetches it, carries it out and answers. */
+export interface CommandsTable {
+  /** Chosen by the sender so that sending again (a resumed task) is a no-op. */
+  id: string;
+  component_id: string;
+  kind: string;
+  params: string;
+  state: CommandStateName;
+  result: string | null;
+  /** JSON {code, message}. */
+  error: string | null;
+  job_id: string | null;
+  created_at: string;
+  /** Not delivered after this: a component that comes back late must not act on stale orders. */
+  expires_at: string;
+  finished_at: string | null;
 }
 
 export type JobStateName = 'queued' | 'running' | 'compensating' | 'succeeded' | 'failed' | 'cancelled';
@@ -195,6 +227,7 @@ export interface Database {
   recovery_points: RecoveryPointsTable;
   jobs: JobsTable;
   tasks: TasksTable;
+  commands: CommandsTable;
 }
 
 export type ComponentRow = Selectable<ComponentsTable>;
@@ -206,3 +239,4 @@ export type ItemDiskRow = Selectable<ItemDisksTable>;
 export type RecoveryPointRow = Selectable<RecoveryPointsTable>;
 export type JobRow = Selectable<JobsTable>;
 export type TaskRow = Selectable<TasksTable>;
+export type CommandRow = Selectable<CommandsTable>;

@@ -51,6 +51,8 @@ export const MtHealth = Type.Object(
   {
     /** Decides the default retention path: /mnt/retention on Linux, R: on Windows. */
     platform: Type.Optional(Type.Union([Type.Literal('linux'), Type.Literal('windows')])),
+    /** Where the journals are kept; the defaults (/mnt/retention, R:) when absent. */
+    retentionPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     volumes: Type.Array(MtVolume, { maxItems: 64 }),
     journals: Type.Array(MtJournal, { maxItems: 4096 }),
   },
@@ -65,6 +67,11 @@ export const AgentDisk = Type.Object(
     ackedSeq: Type.Integer({ minimum: 0 }),
     rpoSeconds: Type.Number({ minimum: 0 }),
     resyncRequired: Type.Boolean(),
+    /** False while the disk is only served (passthrough), before protection or after it ends. */
+    protected: Type.Optional(Type.Boolean()),
+    /** Resync progress in regions, while one runs. */
+    resyncDone: Type.Optional(Type.Integer({ minimum: 0 })),
+    resyncTotal: Type.Optional(Type.Integer({ minimum: 0 })),
   },
   { additionalProperties: false },
 );

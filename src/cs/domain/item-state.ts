@@ -57,6 +57,7 @@ export const ITEM_OPERATIONS = [
   'failbackFailed',
   'cancelFailback',
   'cancelFailbackDone',
+  'cancelFailbackFailed',
   'completeMigration',
   'disable',
 ] as const;
@@ -86,6 +87,8 @@ const TABLE: Readonly<Record<ItemOperation, Rule>> = Object.freeze({
   failbackFailed: { from: ['FailingBack'], to: 'FailbackFailed' },
   cancelFailback: { from: ['FailbackFailed'], to: 'CancellingFailback' },
   cancelFailbackDone: { from: ['CancellingFailback'], to: 'Protected' },
+  // A cancel that could not finish goes back to waiting for the operator.
+  cancelFailbackFailed: { from: ['CancellingFailback'], to: 'FailbackFailed' },
   completeMigration: { from: ['Committed'], to: 'Migrated', when: 'forward' },
   disable: { from: ['InitialReplication', 'Protected', 'FailedOver', 'Committed', 'FailedBack'], to: 'ProtectionDisabled' },
 });

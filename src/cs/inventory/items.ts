@@ -44,6 +44,10 @@ export const CreateItem = Type.Object(
     psId: Uuid,
     mtId: Uuid,
     disks: Type.Array(DiskInput, { minItems: 1, maxItems: 64 }),
+    recoveryMachineId: Type.Optional(Type.String({ ...Uuid, description: 'the machine that runs the workload after a failover' })),
+    failbackAgentName: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'the name the agent on the recovery machine registers with' })),
+    failbackPsId: Type.Optional(Type.String({ ...Uuid, description: 'the process server at the recovery site (failback direction)' })),
+    failbackMtId: Type.Optional(Type.String({ ...Uuid, description: 'the master target at the primary site (failback direction)' })),
   },
   { additionalProperties: false },
 );
@@ -70,6 +74,13 @@ export const ItemView = Type.Object({
   agentId: Uuid,
   psId: Uuid,
   mtId: Uuid,
+  recoveryMachineId: Type.Union([Uuid, Type.Null()]),
+  failbackAgentName: Type.Union([Type.String(), Type.Null()]),
+  failbackAgentId: Type.Union([Uuid, Type.Null()]),
+  failbackPsId: Type.Union([Uuid, Type.Null()]),
+  failbackMtId: Type.Union([Uuid, Type.Null()]),
+  /** The recovery point the last failover or change of point used, per disk. */
+  failoverPoint: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
   disks: Type.Array(DiskView),
   createdAt: Timestamp,
   updatedAt: Timestamp,
@@ -95,6 +106,12 @@ function view(r: ItemRow & { machine_name: string }, disks: ItemDiskRow[]): Item
     agentId: r.agent_id,
     psId: r.ps_id,
     mtId: r.mt_id,
+    recoveryMachineId: r.recovery_machine_id,
+    failbackAgentName: r.failback_agent_name,
+    failbackAgentId: r.failback_agent_id,
+    failbackPsId: r.failback_ps_id,
+    failbackMtId: r.failback_mt_id,
+    failoverPoint: r.failover_point === null ? null : (JSON.parse(r.failover_point) as Record<string, unknown>),
     disks: disks.map((d) => ({
       diskId: d.disk_id,
       sizeBytes: Number(d.size_bytes),
@@ -155,6 +172,13 @@ export async function createItem(ctx: CsContext, jobs: JobEngine, input: CreateI
     await component(trx, input.agentId, 'agent', 'agentId');
     await component(trx, input.psId, 'ps', 'psId');
     await component(trx, input.mtId, 'mt', 'mtId');
+    if (input.failbackPsId !== undefined) await component(trx, input.failbackPsId, 'ps', 'failbackPsId');
+    if (input.failbackMtId !== undefined) await component(trx, input.failbackMtId, 'mt', 'failbackMtId');
+    if (input.recoveryMachineId !== undefined) {
+      const recovery = await trx.selectFrom('machines').select('id').where('id', '=', input.recoveryMachineId).executeTakeFirst();
+      if (recovery === undefined) throw csError('NOT_FOUND', { what: 'machine', id: input.recoveryMachineId }).at('recoveryMachineId');
+      if (input.recoveryMachineId === input.machineId) throw csError('BAD_REQUEST', { message: 'recoveryMachineId must be another machine than machineId' }).at('recoveryMachineId');
+    }
     const seen = new Set<string>();
     for (const [i, d] of input.disks.entries()) {
       if (seen.has(d.diskId)) throw csError('BAD_REQUEST', { message: `disks/${i}/diskId ${d.diskId} appears twice` }).at(`disks.${i}.diskId`);
@@ -183,6 +207,12 @@ export async function createItem(ctx: CsContext, jobs: JobEngine, input: CreateI
         agent_id: input.agentId,
         ps_id: input.psId,
         mt_id: input.mtId,
+        recovery_machine_id: input.recoveryMachineId ?? null,
+        failback_agent_name: input.failbackAgentName ?? null,
+        failback_agent_id: null,
+        failback_ps_id: input.failbackPsId ?? null,
+        failback_mt_id: input.failbackMtId ?? null,
+        failover_point: null,
         created_at: now,
         updated_at: now,
       })
@@ -221,8 +251,10 @@ export async function transitionItem(trx: Transaction<Database>, clock: Clock, i
 /** Starts an operation on an item: its transition and the job that carries it out, atomically. */
 export async function startItemOperation(ctx: CsContext, jobs: JobEngine, itemId: string, operation: ItemOperation, jobKind: string, params: JsonObject = {}): Promise<{ item: ItemView; job: JobView }> {
   const jobId = await ctx.db.transaction().execute(async (trx) => {
+    const from = await trx.selectFrom('items').select(['state', 'direction']).where('id', '=', itemId).executeTakeFirst();
     await transitionItem(trx, ctx.clock, itemId, operation);
-    return jobs.enqueueIn(trx, jobKind, { ...params, itemId }, { resource: itemResource(itemId) });
+    // The job learns where the item came from: what there is to undo or clean up depends on it.
+    return jobs.enqueueIn(trx, jobKind, { ...params, itemId, from: { state: from?.state, direction: from?.direction } }, { resource: itemResource(itemId) });
   });
   jobs.wake();
   ctx.log.info({ item: itemId, operation, job: jobId }, 'item operation started');

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { CsContext } from '../context.js';
-import type { ComponentRow, RecoveryPointRow } from '../db/schema.js';
+import type { ExpressionBuilder } from 'kysely';
+import type { ComponentRow, Database, RecoveryPointRow } from '../db/schema.js';
 import { RELEASED_STATES } from '../domain/item-state.js';
 import { DiskId, Timestamp, Uuid } from '../domain/names.js';
 import { csError } from '../errors.js';
@@ -44,6 +45,12 @@ export type RecoveryPointReport = Static<typeof RecoveryPointReport>;
 export const RecoveryPointView = Type.Composite([Type.Object({ diskId: Type.String() }), RecoveryPoint]);
 export type RecoveryPointView = Static<typeof RecoveryPointView>;
 
+/** Items whose replication currently runs into this master target's journals. */
+export function servedBy(mtId: string) {
+  return (eb: ExpressionBuilder<Database, 'items'>) =>
+    eb.or([eb.and([eb('items.direction', '=', 'forward'), eb('items.mt_id', '=', mtId)]), eb.and([eb('items.direction', '=', 'failback'), eb('items.failback_mt_id', '=', mtId)])]);
+}
+
 /** Rows per insert statement: well under SQLite's limit on bound parameters. */
 const CHUNK = 500;
 
@@ -60,7 +67,7 @@ export async function recordRecoveryPoints(ctx: CsContext, component: ComponentR
         .innerJoin('items', 'items.id', 'item_disks.item_id')
         .select('items.id')
         .where('item_disks.disk_id', '=', disk.diskId)
-        .where('items.mt_id', '=', component.id)
+        .where(servedBy(component.id))
         .where('items.state', 'not in', RELEASED_STATES)
         .executeTakeFirst();
       if (owner === undefined) {
@@ -77,6 +84,7 @@ export async function recordRecoveryPoints(ctx: CsContext, component: ComponentR
           time: new Date(p.time).toISOString(),
           lineage: p.lineage,
           seq: p.seq,
+          mt_id: component.id,
         }));
         const r = await trx
           .insertInto('recovery_points')
@@ -90,6 +98,7 @@ export async function recordRecoveryPoints(ctx: CsContext, component: ComponentR
           .deleteFrom('recovery_points')
           .where('item_id', '=', owner.id)
           .where('disk_id', '=', disk.diskId)
+          .where('mt_id', '=', component.id)
           .where('time', '<', new Date(disk.retainedFrom).toISOString())
           .executeTakeFirst();
         pruned += Number(r.numDeletedRows);

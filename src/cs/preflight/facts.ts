@@ -33,6 +33,8 @@ export interface ItemFacts {
   state: ItemState;
   direction: Direction;
   flags: {
+    /** Recovery machine, failback agent, PS and MT are known: reprotect and failback can run. */
+    failbackConfigured?: boolean;
     /** The source machine was deleted, or moved where the CS no longer finds it (another resource group). */
     sourceDeleted: boolean;
     migrated: boolean;
@@ -54,6 +56,8 @@ export interface MachineFacts {
 export interface ComponentFacts {
   id: string;
   name: string;
+  /** False when the item names no component for this role (failback not configured). */
+  configured?: boolean;
   registered: boolean;
   /** Time since the CS last received a heartbeat; null if it never did. */
   lastHeartbeatAgeMs: number | null;

@@ -150,6 +150,18 @@ export const MESSAGES: Readonly<Record<string, CheckTexts>> = {
       remedy: 'アイテムを再保護し、保護された状態になるまで待ってから、フェールバックしてください。',
     },
   },
+  'failback-not-configured': {
+    en: {
+      title: 'The item knows where to replicate back to',
+      message: '{item} has no recovery machine, failback agent, process server or master target for the way back.',
+      remedy: 'Enable replication with recoveryMachineId, failbackAgentName, failbackPsId and failbackMtId (disable and enable the item again), then retry.',
+    },
+    ja: {
+      title: '逆方向のレプリケーション先が設定されている',
+      message: '{item} には、逆方向のための復旧マシン、フェールバック エージェント、プロセス サーバー、マスター ターゲットが設定されていません。',
+      remedy: 'recoveryMachineId、failbackAgentName、failbackPsId、failbackMtId を指定してレプリケーションを有効にし直してから (保護を無効にして再度有効化)、やり直してください。',
+    },
+  },
   'item-nothing-to-cancel': {
     en: {
       title: 'A failback can be cancelled',

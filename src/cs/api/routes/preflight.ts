@@ -41,7 +41,7 @@ export const preflightRoutes: FastifyPluginAsync<{ ctx: CsContext }> = async (ap
     },
     async (req) => {
       const lang = req.query.lang ?? parseAcceptLanguage(req.headers['accept-language']);
-      return runPreflight(req.params.operation, await gatherFacts(ctx, req.params.id), { lang });
+      return runPreflight(req.params.operation, await gatherFacts(ctx, req.params.id, req.params.operation), { lang });
     },
   );
 };

@@ -10,6 +10,8 @@ function heartbeatLost(c: ComponentFacts, timeoutMs: number): boolean {
 }
 
 function heartbeat(c: ComponentFacts, facts: PreflightFacts): CheckOutcome {
+  // A role the item leaves empty is reported once, by failback-not-configured.
+  if (c.configured === false) return { passed: true };
   const timeoutMs = facts.thresholds.heartbeatTimeoutMs;
   if (!heartbeatLost(c, timeoutMs)) return { passed: true };
   return { passed: false, params: { timeoutS: Math.round(timeoutMs / 1000) } };
@@ -24,7 +26,7 @@ export const agentNotRegistered: Check = {
   code: 95226,
   operations: ['enable', 'reprotect', 'failback'],
   severity: 'error',
-  evaluate: ({ agent }) => ({ passed: agent.registered }),
+  evaluate: ({ agent }) => ({ passed: agent.configured === false || agent.registered }),
 };
 
 /** A machine the fabric no longer finds is reported by `source-deleted`. */

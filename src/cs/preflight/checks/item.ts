@@ -91,7 +91,7 @@ export const itemNotReprotected: Check = {
   operations: ['failback'],
   severity: 'error',
   // Protected in the forward direction has not been failed over yet: there is nothing to fail back.
-  evaluate: ({ item }) => requireState(item, (i) => i.state === 'Protected' && i.direction === 'failback'),
+  evaluate: ({ item }) => requireState(item, (i) => (i.state === 'Protected' || i.state === 'FailbackFailed') && i.direction === 'failback'),
 };
 
 export const itemNothingToCancel: Check = {
@@ -99,6 +99,13 @@ export const itemNothingToCancel: Check = {
   operations: ['cancel'],
   severity: 'error',
   evaluate: ({ item }) => requireState(item, oneOf('FailedBack', 'FailbackFailed')),
+};
+
+export const failbackNotConfigured: Check = {
+  id: 'failback-not-configured',
+  operations: ['reprotect', 'failback', 'cancel'],
+  severity: 'error',
+  evaluate: ({ item }) => ({ passed: item.flags.failbackConfigured !== false }),
 };
 
 export const ITEM_CHECKS: readonly Check[] = [
@@ -112,4 +119,5 @@ export const ITEM_CHECKS: readonly Check[] = [
   itemNotCommitted,
   itemNotReprotected,
   itemNothingToCancel,
+  failbackNotConfigured,
 ];

@@ -1,0 +1,15 @@
+import type { JobKind } from '../jobs/types.js';
+import type { CsServices } from '../options.js';
+import { commitKind } from './commit.js';
+import { disableKind } from './disable.js';
+import { enableKind } from './enable.js';
+import { cancelFailbackKind, failbackKind } from './failback.js';
+import { changePointKind, failoverKind } from './failover.js';
+import { reprotectKind } from './reprotect.js';
+import { defaultFabrics, type LifecycleDeps } from './steps.js';
+
+/** Every lifecycle job kind, for ConfigurationServer.start({ jobKinds: lifecycleJobKinds }). */
+export function lifecycleJobKinds(services: CsServices, fabric: LifecycleDeps['fabric'] = defaultFabrics): readonly JobKind[] {
+  const deps: LifecycleDeps = { context: services.context, commands: services.commands, fabric };
+  return [enableKind(deps), failoverKind(deps), changePointKind(deps), commitKind(deps), reprotectKind(deps), failbackKind(deps), cancelFailbackKind(deps), disableKind(deps)] as readonly JobKind[];
+}

@@ -1,0 +1,121 @@
+import { Type } from '@sinclair/typebox';
+import type { Transaction } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { transitionItem } from '../inventory/items.js';
+import type { ItemOperation } from '../domain/item-state.js';
+import type { CompensationContext, JsonObject, TaskContext, TaskDefinition } from '../jobs/types.js';
+import { loadItem, required, rolesFor, type DirectionRoles, type LoadedItem } from './roles.js';
+import { command, perDisk, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
+
+/**
+ * The steps that start replication in one direction and the ones that end it, shared by enable,
+ * reprotect, cancel-failback and the rollbacks. The master target keeps the replica at
+ * `<target disk>.replica`: original location adopts the target machine's disk (renames it), so
+ * the resync sends only what differs; alternate location starts from an empty replica.
+ */
+
+export const ItemParams = Type.Object({ itemId: Type.String(), from: Type.Optional(Type.Object({ state: Type.Optional(Type.String()), direction: Type.Optional(Type.String()) })) });
+
+export interface ItemTaskParams {
+  itemId: string;
+  from?: { state?: string; direction?: string } | undefined;
+}
+
+export async function current(ctx: { db: TaskContext<unknown>['db'] }, itemId: string): Promise<LoadedItem & { roles: DirectionRoles }> {
+  const loaded = await loadItem(ctx.db, itemId);
+  return { ...loaded, roles: rolesFor(loaded.item, loaded.item.direction) };
+}
+
+/** A task that ends the job's `-ing` state with `operation`. */
+export function finish<P extends { itemId: string }>(operation: ItemOperation): TaskDefinition<P> {
+  return {
+    name: 'done',
+    resumable: true,
+    run: (ctx) => ctx.db.transaction().execute(async (trx) => void (await transitionItem(trx, ctx.clock, ctx.params.itemId, operation))),
+  };
+}
+
+/** Leaves the `-ing` state in a rollback; a state already left (a rollback run twice) is fine. */
+export async function leave(ctx: CompensationContext<{ itemId: string }>, operation: ItemOperation, from: string): Promise<void> {
+  await ctx.db.transaction().execute(async (trx: Transaction<Database>) => {
+    const row = await trx.selectFrom('items').select('state').where('id', '=', ctx.params.itemId).executeTakeFirst();
+    if (row?.state === from) await transitionItem(trx, ctx.clock, ctx.params.itemId, operation);
+  });
+}
+
+export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps, adopt: (p: P) => boolean): TaskDefinition<P> {
+  return {
+    name: 'attach-replicas',
+    resumable: true,
+    async run(ctx) {
+      const { item, disks, roles } = await current(ctx, ctx.params.itemId);
+      const mt = required(roles.mtId, item, 'master target');
+      const adopted = perDisk<boolean>(ctx, 'adopted');
+      for (const [i, d] of disks.entries()) {
+        const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes) };
+        if (adopt(ctx.params)) params.adopt = roles.targetPath(d);
+        const r = await command(deps, ctx, mt, 'attachDisk', params, d.disk_id);
+        adopted[d.disk_id] = adopted[d.disk_id] === true || r.adopted === true;
+        await ctx.saveDetails({ adopted });
+        await ctx.progress(i + 1, disks.length, d.disk_id);
+      }
+    },
+  };
+}
+
+export function protectSource<P extends { itemId: string }>(deps: LifecycleDeps): TaskDefinition<P> {
+  return {
+    name: 'protect',
+    resumable: true,
+    async run(ctx) {
+      const { item, disks, roles } = await current(ctx, ctx.params.itemId);
+      const agent = required(roles.agentId, item, 'agent');
+      const lineages = perDisk<string>(ctx, 'lineages');
+      for (const d of disks) {
+        // Always a new lineage: a direction change or a first protection must resync, never continue.
+        const r = await command(deps, ctx, agent, 'protectDisk', { diskId: d.disk_id, newLineage: true }, d.disk_id);
+        lineages[d.disk_id] = String(r.lineage);
+        await ctx.saveDetails({ lineages });
+      }
+    },
+  };
+}
+
+/** Waits for the resync the protect task started; its lineages come from that task's details. */
+export function resync<P extends { itemId: string }>(deps: LifecycleDeps, name: string): TaskDefinition<P> {
+  return {
+    name,
+    resumable: true,
+    async run(ctx) {
+      const { item, roles } = await current(ctx, ctx.params.itemId);
+      const lineages = await savedLineages(ctx);
+      await waitForFirstPoints(deps, ctx, { itemId: item.id, mtId: required(roles.mtId, item, 'master target'), agentId: required(roles.agentId, item, 'agent'), lineages });
+    },
+  };
+}
+
+async function savedLineages(ctx: TaskContext<{ itemId: string }>): Promise<Record<string, string>> {
+  const row = await ctx.db.selectFrom('tasks').select('details').where('job_id', '=', ctx.job.id).where('name', '=', 'protect').executeTakeFirstOrThrow();
+  return ((JSON.parse(row.details) as { lineages?: Record<string, string> }).lineages ?? {});
+}
+
+const ROLLBACK_TIMEOUT_MS = 30_000;
+
+/**
+ * Undoes attach and protect: the agent stops capturing, the master target lets the replica go —
+ * back to the machine's disk path when it was adopted (never delete a machine's disk), deleted
+ * when it was new — and the PS drops what it still holds for the disks.
+ */
+export async function stopReplicating(deps: LifecycleDeps, ctx: CompensationContext<{ itemId: string }>, roles: DirectionRoles, adopted: Readonly<Record<string, boolean>>): Promise<void> {
+  const { disks } = await loadItem(ctx.db, ctx.params.itemId);
+  for (const d of disks) {
+    await tryCommand(deps, ctx, roles.agentId, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 10_000 }, d.disk_id, ROLLBACK_TIMEOUT_MS);
+    const handTo = adopted[d.disk_id] ? { handTo: roles.targetPath(d) } : {};
+    await tryCommand(deps, ctx, roles.mtId, 'releaseDisk', { diskId: d.disk_id, ...handTo }, d.disk_id, ROLLBACK_TIMEOUT_MS);
+    await tryCommand(deps, ctx, roles.psId, 'discardDisk', { diskId: d.disk_id }, d.disk_id, ROLLBACK_TIMEOUT_MS);
+  }
+}
+
+export function adoptedIn(ctx: CompensationContext<unknown>): Record<string, boolean> {
+  return (ctx.tasks.find((t) => t.name === 'attach-replicas')?.details.adopted as Record<string, boolean> | undefined) ?? {};
+}
