@@ -1,9 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { Agent, request } from 'undici';
 import type { ComponentView } from '../cs/components/views.js';
 import type { ItemView } from '../cs/inventory/items.js';
-import { BoomerangError, ConfigError, errorMessage } from '../replication/errors.js';
+import { BoomerangError, ConfigError, errorMessage, RemoteError } from '../replication/errors.js';
+import { ApiError, HttpsJsonClient, type ApiProblem } from '../runtime/https-client.js';
+
+export { ApiError, type ApiProblem } from '../runtime/https-client.js';
 import { readTokenFile } from '../security/token.js';
 
 /**
@@ -79,34 +81,6 @@ export function operatorCommand(name: string): Command {
   return new Command(name).exitOverride().showHelpAfterError('(add --help for usage)');
 }
 
-/** One problem behind an API error: a field of a malformed request, or a failed pre-flight check. */
-export interface ApiProblem {
-  message: string;
-  field?: string;
-  id?: string;
-  code?: number;
-  severity?: string;
-  remedy?: string;
-}
-
-export interface ApiErrorBody {
-  code: string;
-  message: string;
-  remedy?: string;
-  field?: string;
-  problems?: ApiProblem[];
-}
-
-/** An error answer of the CS, kept whole. */
-export class ApiError extends BoomerangError {
-  constructor(
-    readonly status: number,
-    readonly body: ApiErrorBody,
-  ) {
-    super(body.code, body.message);
-  }
-}
-
 /** The wait ended before the job did. */
 export class WaitTimeoutError extends BoomerangError {
   constructor(message: string) {
@@ -138,17 +112,17 @@ function baseUrl(value: string): string {
   return url.origin;
 }
 
-/** A JSON client for the CS operator API. */
+/** A JSON client for the CS operator API: the shared HTTPS client, with the CLI's errors. */
 export class CsApi {
-  private readonly dispatcher: Agent;
+  private readonly client: HttpsJsonClient;
 
   private constructor(
     readonly url: string,
     caPem: string,
-    private readonly token: string,
-    private readonly lang: Lang,
+    token: string,
+    lang: Lang,
   ) {
-    this.dispatcher = new Agent({ connect: { ca: caPem } });
+    this.client = new HttpsJsonClient(url, caPem, token, { accept: 'application/json', 'accept-language': lang });
   }
 
   /** Flags first, then BOOMERANG_CS / BOOMERANG_CA / BOOMERANG_TOKEN_FILE; a missing one is a usage error (exit 2). */
@@ -179,22 +153,10 @@ export class CsApi {
   }
 
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    let res: Awaited<ReturnType<typeof request>>;
     try {
-      res = await request(new URL(path, this.url), {
-        method,
-        dispatcher: this.dispatcher,
-        ...(signal ? { signal } : {}),
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          accept: 'application/json',
-          'accept-language': this.lang,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
+      return await this.client.call<T>(method, path, body, {}, signal);
     } catch (err) {
-      if (signal?.aborted) throw err;
+      if (err instanceof RemoteError || signal?.aborted) throw err;
       const code = (err as { code?: string }).code;
       throw new CliError(
         'CS_UNREACHABLE',
@@ -202,29 +164,10 @@ export class CsApi {
         `check --cs (or ${ENV.cs}), that the configuration server is running, and that --ca (or ${ENV.ca}) is its ca.pem`,
       );
     }
-    const text = await res.body.text();
-    let value: unknown;
-    try {
-      value = text ? JSON.parse(text) : undefined;
-    } catch {
-      value = undefined;
-    }
-    if (res.statusCode >= 400) {
-      const e = (value && typeof value === 'object' ? value : {}) as Partial<ApiErrorBody>;
-      throw new ApiError(res.statusCode, {
-        code: typeof e.code === 'string' ? e.code : `HTTP_${res.statusCode}`,
-        message: typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode} ${text.slice(0, 200)}`.trim(),
-        ...(typeof e.remedy === 'string' && e.remedy !== '' ? { remedy: e.remedy } : {}),
-        ...(typeof e.field === 'string' ? { field: e.field } : {}),
-        ...(Array.isArray(e.problems) ? { problems: e.problems } : {}),
-      });
-    }
-    if (value === undefined && text !== '') throw new CliError('BAD_RESPONSE', `the configuration server answered ${method} ${path} with something that is not JSON`);
-    return value as T;
   }
 
   close(): Promise<void> {
-    return this.dispatcher.close();
+    return this.client.close();
   }
 }
 

@@ -1,6 +1,34 @@
 import { Agent as HttpAgent, request } from 'undici';
 import { RemoteError } from '../replication/errors.js';
 
+/** One problem behind an API error: a field of a malformed request, or a failed pre-flight check. */
+export interface ApiProblem {
+  message: string;
+  field?: string;
+  id?: string;
+  code?: number;
+  severity?: string;
+  remedy?: string;
+}
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+  remedy?: string;
+  field?: string;
+  problems?: ApiProblem[];
+}
+
+/** An error answer of one of our APIs, kept whole: status, code, remedy, the field or the problems. */
+export class ApiError extends RemoteError {
+  constructor(
+    readonly status: number,
+    readonly body: ApiErrorBody,
+  ) {
+    super(body.code, `${body.message}${body.remedy ? ` — ${body.remedy}` : ''}`, { retryable: status >= 500 });
+  }
+}
+
 /**
  * A JSON client for our HTTPS APIs (the configuration server, a component's control API): trusts
  * only the given CA, sends a bearer token when it has one, and turns an error answer
@@ -13,6 +41,8 @@ export class HttpsJsonClient {
     private readonly baseUrl: string,
     caPem: string,
     private readonly token?: string,
+    /** Sent with every request (Accept-Language, say). */
+    private readonly defaultHeaders: Record<string, string> = {},
   ) {
     this.dispatcher = new HttpAgent({ connect: { ca: caPem } });
   }
@@ -22,15 +52,24 @@ export class HttpsJsonClient {
       method,
       dispatcher: this.dispatcher,
       ...(signal ? { signal } : {}),
-      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      headers: { ...this.defaultHeaders, ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();
-    const value: unknown = text ? JSON.parse(text) : undefined;
+    let value: unknown;
+    try {
+      value = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new RemoteError('BAD_RESPONSE', `${method} ${path} answered ${res.statusCode} with something that is not JSON: ${text.slice(0, 200)}`);
+    }
     if (res.statusCode >= 400) {
-      const e = (value ?? {}) as { code?: string; message?: string; remedy?: string; retryable?: boolean };
-      throw new RemoteError(e.code ?? `HTTP_${res.statusCode}`, `${e.message ?? `HTTP ${res.statusCode}`}${e.remedy ? ` — ${e.remedy}` : ''}`, {
-        retryable: e.retryable ?? res.statusCode >= 500,
+      const e = (value && typeof value === 'object' ? value : {}) as Partial<ApiErrorBody>;
+      throw new ApiError(res.statusCode, {
+        code: typeof e.code === 'string' ? e.code : `HTTP_${res.statusCode}`,
+        message: typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`,
+        ...(typeof e.remedy === 'string' && e.remedy !== '' ? { remedy: e.remedy } : {}),
+        ...(typeof e.field === 'string' ? { field: e.field } : {}),
+        ...(Array.isArray(e.problems) ? { problems: e.problems } : {}),
       });
     }
     return value as T;

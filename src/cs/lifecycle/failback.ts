@@ -2,7 +2,7 @@ import { csError } from '../errors.js';
 import { transitionItem } from '../inventory/items.js';
 import { defineJobKind, type CompensationContext } from '../jobs/types.js';
 import { required } from './roles.js';
-import { current, finish, ItemParams, leave, protectSource, resync } from './replicas.js';
+import { current, drainTask, finish, ItemParams, leave, powerTask, protectSource, resync, startTargetMachine } from './replicas.js';
 import { command, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
 
 /**
@@ -26,28 +26,8 @@ export function failbackKind(deps: LifecycleDeps) {
     name: 'failback',
     params: ItemParams,
     tasks: [
-      {
-        name: 'stop-source',
-        resumable: true,
-        async run(ctx) {
-          const { item, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.sourceMachineId, item, 'source machine'), 'stop');
-        },
-      },
-      {
-        name: 'drain',
-        resumable: true,
-        async run(ctx) {
-          const { item, disks, roles } = await current(ctx, ctx.params.itemId);
-          const ps = required(roles.psId, item, 'process server');
-          const timeoutMs = Math.max(1000, deps.context.options.lifecycle.commandTimeoutMs - 5000);
-          for (const [i, d] of disks.entries()) {
-            const r = await command(deps, ctx, ps, 'drainDisk', { diskId: d.disk_id, timeoutMs }, d.disk_id);
-            if (r.drained !== true) throw csError('COMMAND_TIMEOUT', { kind: `drain of ${d.disk_id}`, component: 'the process server', seconds: Math.round(timeoutMs / 1000) });
-            await ctx.progress(i + 1, disks.length, d.disk_id);
-          }
-        },
-      },
+      powerTask(deps, 'stop-source', 'source', 'stop'),
+      drainTask(deps),
       {
         name: 'final-point',
         resumable: true,
@@ -77,17 +57,7 @@ export function failbackKind(deps: LifecycleDeps) {
           await ctx.db.deleteFrom('recovery_points').where('item_id', '=', item.id).where('mt_id', '=', mt).execute();
         },
       },
-      {
-        name: 'start-target',
-        resumable: true,
-        async run(ctx) {
-          const { item, disks, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.targetMachineId, item, 'target machine'), 'start');
-          // The original machine's agent may remember protecting its disks before the failover.
-          const agentId = item.direction === 'failback' ? item.agent_id : item.failback_agent_id;
-          for (const d of disks) await tryCommand(deps, ctx, agentId, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 1000 }, d.disk_id, 60_000);
-        },
-      },
+      startTargetMachine(deps, 'start-target'),
       finish('failbackDone'),
     ],
     async compensate(ctx) {
@@ -124,14 +94,7 @@ export function cancelFailbackKind(deps: LifecycleDeps) {
     name: 'cancel-failback',
     params: ItemParams,
     tasks: [
-      {
-        name: 'stop-target',
-        resumable: true,
-        async run(ctx) {
-          const { item, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.targetMachineId, item, 'target machine'), 'stop');
-        },
-      },
+      powerTask(deps, 'stop-target', 'target', 'stop'),
       {
         name: 'reattach',
         resumable: true,
@@ -141,14 +104,7 @@ export function cancelFailbackKind(deps: LifecycleDeps) {
           for (const d of disks) await command(deps, ctx, mt, 'attachDisk', { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes), adopt: roles.targetPath(d) }, d.disk_id);
         },
       },
-      {
-        name: 'start-source',
-        resumable: true,
-        async run(ctx) {
-          const { item, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.sourceMachineId, item, 'source machine'), 'start');
-        },
-      },
+      powerTask(deps, 'start-source', 'source', 'start'),
       protectSource(deps),
       resync(deps, 'resync'),
       finish('cancelFailbackDone'),

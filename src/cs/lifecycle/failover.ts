@@ -1,8 +1,8 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { csError } from '../errors.js';
 import { defineJobKind, type TaskContext, type TaskDefinition } from '../jobs/types.js';
 import { required } from './roles.js';
-import { current, finish, leave } from './replicas.js';
+import { current, drainTask, finish, leave, powerTask, startTargetMachine } from './replicas.js';
 import { command, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
 
 /**
@@ -70,53 +70,16 @@ function restoreTask<P extends { itemId: string; point: string }>(deps: Lifecycl
   };
 }
 
-function startRecoveryMachine<P extends { itemId: string }>(deps: LifecycleDeps): TaskDefinition<P> {
-  return {
-    name: 'start-recovery-machine',
-    resumable: true,
-    async run(ctx) {
-      const { item, disks, roles } = await current(ctx, ctx.params.itemId);
-      await power(deps, ctx, required(roles.targetMachineId, item, 'recovery machine'), 'start');
-      // Its agent may remember protecting these disks from an earlier cycle: until reprotect it
-      // only serves them.
-      const agentId = item.direction === 'forward' ? item.failback_agent_id : item.agent_id;
-      for (const d of disks) await tryCommand(deps, ctx, agentId, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 1000 }, d.disk_id, 60_000);
-    },
-  };
-}
-
 export function failoverKind(deps: LifecycleDeps) {
   return defineJobKind({
     name: 'failover',
     params: FailoverParams,
     tasks: [
-      {
-        name: 'shutdown-source',
-        resumable: true,
-        async run(ctx) {
-          if (!ctx.params.shutdownSource) return;
-          const { roles, item } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.sourceMachineId, item, 'source machine'), 'stop');
-        },
-      },
-      {
-        name: 'drain',
-        resumable: true,
-        async run(ctx) {
-          // Only 'latest' promises everything that reached the process server.
-          if (ctx.params.point !== 'latest') return;
-          const { item, disks, roles } = await current(ctx, ctx.params.itemId);
-          const ps = required(roles.psId, item, 'process server');
-          const timeoutMs = Math.max(1000, deps.context.options.lifecycle.commandTimeoutMs - 5000);
-          for (const [i, d] of disks.entries()) {
-            const r = await command(deps, ctx, ps, 'drainDisk', { diskId: d.disk_id, timeoutMs }, d.disk_id);
-            if (r.drained !== true) throw csError('COMMAND_TIMEOUT', { kind: `drain of ${d.disk_id}`, component: 'the process server', seconds: Math.round(timeoutMs / 1000) });
-            await ctx.progress(i + 1, disks.length, d.disk_id);
-          }
-        },
-      },
+      powerTask<Static<typeof FailoverParams>>(deps, 'shutdown-source', 'source', 'stop', (p) => p.shutdownSource),
+      // Only 'latest' promises everything that reached the process server.
+      drainTask<Static<typeof FailoverParams>>(deps, (p) => p.point === 'latest'),
       restoreTask(deps),
-      startRecoveryMachine(deps),
+      startTargetMachine(deps, 'start-recovery-machine'),
       finish('failoverDone'),
     ],
     async compensate(ctx) {
@@ -143,16 +106,9 @@ export function changePointKind(deps: LifecycleDeps) {
     name: 'change-point',
     params: ChangePointParams,
     tasks: [
-      {
-        name: 'stop-recovery-machine',
-        resumable: true,
-        async run(ctx) {
-          const { item, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.targetMachineId, item, 'recovery machine'), 'stop');
-        },
-      },
+      powerTask(deps, 'stop-recovery-machine', 'target', 'stop'),
       restoreTask(deps),
-      startRecoveryMachine(deps),
+      startTargetMachine(deps, 'start-recovery-machine'),
     ],
   });
 }

@@ -1,11 +1,13 @@
 import { Type } from '@sinclair/typebox';
 import type { Transaction } from 'kysely';
+import type { PowerAction } from '../../fabrics/fabric.js';
 import type { Database } from '../db/schema.js';
+import { csError } from '../errors.js';
 import { transitionItem } from '../inventory/items.js';
 import type { ItemOperation } from '../domain/item-state.js';
 import type { CompensationContext, JsonObject, TaskContext, TaskDefinition } from '../jobs/types.js';
-import { loadItem, required, rolesFor, type DirectionRoles, type LoadedItem } from './roles.js';
-import { command, perDisk, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
+import { loadItem, opposite, required, rolesFor, type DirectionRoles, type LoadedItem } from './roles.js';
+import { command, perDisk, power, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
 
 /**
  * The steps that start replication in one direction and the ones that end it, shared by enable,
@@ -41,6 +43,55 @@ export async function leave(ctx: CompensationContext<{ itemId: string }>, operat
     const row = await trx.selectFrom('items').select('state').where('id', '=', ctx.params.itemId).executeTakeFirst();
     if (row?.state === from) await transitionItem(trx, ctx.clock, ctx.params.itemId, operation);
   });
+}
+
+/** Powers the direction's source or target machine; `when` can make it conditional on the job's parameters. */
+export function powerTask<P extends { itemId: string }>(deps: LifecycleDeps, name: string, machine: 'source' | 'target', action: PowerAction, when?: (p: P) => boolean): TaskDefinition<P> {
+  return {
+    name,
+    resumable: true,
+    async run(ctx) {
+      if (when && !when(ctx.params)) return;
+      const { item, roles } = await current(ctx, ctx.params.itemId);
+      await power(deps, ctx, required(machine === 'source' ? roles.sourceMachineId : roles.targetMachineId, item, `${machine} machine`), action);
+    },
+  };
+}
+
+/**
+ * Starts the direction's target machine (the switch is done: it runs on its own disks now). Its
+ * agent may remember protecting them from an earlier cycle: until reprotect it only serves them.
+ */
+export function startTargetMachine<P extends { itemId: string }>(deps: LifecycleDeps, name: string): TaskDefinition<P> {
+  return {
+    name,
+    resumable: true,
+    async run(ctx) {
+      const { item, disks, roles } = await current(ctx, ctx.params.itemId);
+      await power(deps, ctx, required(roles.targetMachineId, item, 'target machine'), 'start');
+      const agentThere = rolesFor(item, opposite(item.direction)).agentId;
+      for (const d of disks) await tryCommand(deps, ctx, agentThere, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 1000 }, d.disk_id, 60_000);
+    },
+  };
+}
+
+/** Waits until the direction's PS holds nothing of the item's disks: all of it is applied at the MT. */
+export function drainTask<P extends { itemId: string }>(deps: LifecycleDeps, when?: (p: P) => boolean): TaskDefinition<P> {
+  return {
+    name: 'drain',
+    resumable: true,
+    async run(ctx) {
+      if (when && !when(ctx.params)) return;
+      const { item, disks, roles } = await current(ctx, ctx.params.itemId);
+      const ps = required(roles.psId, item, 'process server');
+      const timeoutMs = Math.max(1000, deps.context.options.lifecycle.commandTimeoutMs - 5000);
+      for (const [i, d] of disks.entries()) {
+        const r = await command(deps, ctx, ps, 'drainDisk', { diskId: d.disk_id, timeoutMs }, d.disk_id);
+        if (r.drained !== true) throw csError('COMMAND_TIMEOUT', { kind: `drain of ${d.disk_id}`, component: 'the process server', seconds: Math.round(timeoutMs / 1000) });
+        await ctx.progress(i + 1, disks.length, d.disk_id);
+      }
+    },
+  };
 }
 
 export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps, adopt: (p: P) => boolean): TaskDefinition<P> {

@@ -3,8 +3,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { csError } from '../errors.js';
 import { defineJobKind } from '../jobs/types.js';
 import { required } from './roles.js';
-import { adoptedIn, attachReplicas, current, finish, leave, protectSource, resync, stopReplicating } from './replicas.js';
-import { command, isAlive, power, type LifecycleDeps } from './steps.js';
+import { adoptedIn, attachReplicas, current, finish, leave, powerTask, protectSource, resync, stopReplicating } from './replicas.js';
+import { command, isAlive, type LifecycleDeps } from './steps.js';
 
 const ReprotectParams = Type.Object({
   itemId: Type.String(),
@@ -47,14 +47,7 @@ export function reprotectKind(deps: LifecycleDeps) {
           }
         },
       },
-      {
-        name: 'stop-target-machine',
-        resumable: true,
-        async run(ctx) {
-          const { item, roles } = await current(ctx, ctx.params.itemId);
-          await power(deps, ctx, required(roles.targetMachineId, item, 'target machine'), 'stop');
-        },
-      },
+      powerTask(deps, 'stop-target-machine', 'target', 'stop'),
       {
         name: 'discard-stale',
         resumable: true,
