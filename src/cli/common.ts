@@ -80,7 +80,7 @@ export function startCsLink(
     ...(o.afterBeat ? { afterBeat: o.afterBeat } : {}),
     log: o.log,
   });
-  const commands = new CommandLoop({ url: cs.config.url, caPem: cs.caPem, token: cs.enrolment.token, handlers: o.commands, log: o.log });
+  const commands = new CommandLoop({ url: cs.config.url, caPem: cs.caPem, token: () => cs.enrolment.token.value, handlers: o.commands, log: o.log });
   sender.start();
   commands.start();
   return {

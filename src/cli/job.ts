@@ -149,11 +149,29 @@ function cancelCommand(): Command {
     );
 }
 
+function confirmCommand(): Command {
+  return addCsOptions(
+    operatorCommand('confirm').description('confirm that the machines a job waits for (power hooks `manual`) were started or stopped by hand').argument('<job>', 'job id'),
+  )
+    .addHelpText('after', `\n${CONNECTION_HELP}\n${exitCodesHelp([0, 1, 2], { 0: 'confirmed; the job goes on', 1: 'the job waits for no confirmation (NOTHING_TO_CONFIRM), does not exist, or the CS could not be reached' })}`)
+    .action(
+      action(async (id: string, o: CsFlags) =>
+        withApi(o, async (api) => {
+          const r = await api.post<{ confirmed: { machineId: string; action: string }[] }>(`${jobPath(id)}/confirm`, {});
+          if (o.output === 'json') return printJson(r);
+          for (const c of r.confirmed) process.stdout.write(`confirmed: ${c.action} of machine ${c.machineId}\n`);
+          return EXIT.OK;
+        }),
+      ),
+    );
+}
+
 export function jobCommand(): Command {
   return operatorCommand('job')
-    .description('jobs: list, show, watch live progress, cancel')
+    .description('jobs: list, show, watch live progress, cancel, confirm a manual power operation')
     .addCommand(listCommand())
     .addCommand(showCommand())
     .addCommand(watchCommand())
-    .addCommand(cancelCommand());
+    .addCommand(cancelCommand())
+    .addCommand(confirmCommand());
 }

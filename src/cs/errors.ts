@@ -105,6 +105,7 @@ export const CATALOGUE = {
     (p) => `item ${p.item} has no ${p.missing} for the failback direction`,
     'enable replication with recoveryMachineId, failbackAgentName, failbackPsId and failbackMtId so the item can be reprotected and failed back',
   ),
+  NOTHING_TO_CONFIRM: entry<{ job: string }>(409, (p) => `job ${p.job} is not waiting for a power operation to be confirmed`, 'see `boomerang job show` for what the job is doing'),
   NO_RECOVERY_POINT: entry<{ disk: string; point: string }>(
     409,
     (p) => `disk ${p.disk} has no recovery point matching "${p.point}"`,

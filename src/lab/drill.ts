@@ -10,7 +10,7 @@ import { burst, guestStatus, MACHINE_FILES, type MachineRun } from './machine.js
 import type { Lab, LabMachine, Site } from './two-site.js';
 
 /**
- * `boomerang lab drill`: the whole lifecycle, unattended, on every lab machine at once —
+ * `boomerang lab drill`: the whole lifecycle, unattended, on every lab machine in turn —
  * enable → failover → commit → reprotect → failback → commit → reprotect — checking after each
  * step the item's state and, byte for byte, the disks that must match: a replica against its
  * quiesced source, or a machine's disk at boot against the disk the other side shut down on.
@@ -20,7 +20,7 @@ export interface DrillStep {
   machine: string;
   step: string;
   ms: number;
-  /** Bytes the master targets applied during the step. */
+  /** Bytes the master targets applied during the step (payload of data and resync extents). */
   bytesMoved: number;
   /** Age of the newest recovery point at the end of the step, while replicating. */
   rpoSeconds: number | null;
@@ -216,17 +216,17 @@ export class Drill {
   async run(): Promise<DrillReport> {
     const t0 = Date.now();
     this.print(`${'machine'.padEnd(8)} ${'step'.padEnd(22)} ${'time'.padStart(8)} ${'applied'.padStart(12)}  ${'state'.padEnd(24)} verification`);
-    const results = await Promise.allSettled(this.lab.state.machines.map((m) => this.machine(m)));
+    // One machine after the other, so that what the master targets applied during a step is that step's.
     const steps: DrillStep[] = [];
     let ok = true;
-    for (const [i, r] of results.entries()) {
-      if (r.status === 'fulfilled') steps.push(...r.value);
-      else {
+    for (const m of this.lab.state.machines) {
+      try {
+        steps.push(...(await this.machine(m)));
+      } catch (err) {
         ok = false;
-        const name = this.lab.state.machines[i]?.name ?? '?';
-        const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
-        steps.push({ machine: name, step: 'failed', ms: 0, bytesMoved: 0, rpoSeconds: null, state: '', verification: message, ok: false });
-        this.print(`${name}: DRILL FAILED: ${message}`);
+        const message = err instanceof Error ? err.message : String(err);
+        steps.push({ machine: m.name, step: 'failed', ms: 0, bytesMoved: 0, rpoSeconds: null, state: '', verification: message, ok: false });
+        this.print(`${m.name}: DRILL FAILED: ${message}`);
       }
     }
     return { ok, ms: Date.now() - t0, steps };

@@ -32,7 +32,8 @@ type Answer = { ok: true; result: Record<string, unknown> } | { ok: false; error
 export interface CommandLoopOptions {
   url: string;
   caPem: string;
-  token: string;
+  /** The current component token (it is renewed while the loop runs). */
+  token: () => string;
   handlers: Readonly<Record<string, CommandHandler>>;
   log: Logger;
   /** @default 25 */

@@ -28,9 +28,49 @@ export interface CsLinkOptions {
 export interface Enrolment {
   componentId: string;
   material: TlsMaterial;
-  token: string;
-  tokenExpiresAt: string;
+  token: CsToken;
   heartbeatIntervalSeconds: number;
+}
+
+/** What the registration file holds: the CS's answer, and when the current token was issued. */
+type KeptRegistration = Registration & { tokenIssuedAt?: number };
+
+/**
+ * The component's token for the CS API. It is exchanged for a new one once two thirds of its
+ * lifetime have passed (the old one stops working at once), and the registration file is
+ * rewritten so a restart uses the new one. A component that stays down past expiry registers again.
+ */
+export class CsToken {
+  constructor(
+    private readonly file: string,
+    private reg: KeptRegistration,
+  ) {}
+
+  get value(): string {
+    return this.reg.token;
+  }
+
+  get expiresAt(): string {
+    return this.reg.tokenExpiresAt;
+  }
+
+  dueForRenewal(now = Date.now()): boolean {
+    const expires = Date.parse(this.reg.tokenExpiresAt);
+    const issued = this.reg.tokenIssuedAt ?? 0;
+    return now >= issued + ((expires - issued) * 2) / 3;
+  }
+
+  async renew(client: HttpsJsonClient): Promise<void> {
+    const issuedAt = Date.now();
+    const fresh = await client.call<{ token: string; tokenExpiresAt: string }>('POST', '/v1/token');
+    this.reg = { ...this.reg, token: fresh.token, tokenExpiresAt: fresh.tokenExpiresAt, tokenIssuedAt: issuedAt };
+    await keep(this.file, this.reg);
+  }
+}
+
+async function keep(file: string, reg: KeptRegistration): Promise<void> {
+  await writeFile(`${file}.tmp`, JSON.stringify(reg), { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
 }
 
 
@@ -38,14 +78,15 @@ export interface Enrolment {
 export async function enrol(o: CsLinkOptions): Promise<Enrolment> {
   const dir = join(o.stateDir, 'cs');
   const file = join(dir, 'registration.json');
-  let reg: Registration | undefined;
+  let reg: KeptRegistration | undefined;
   try {
-    reg = JSON.parse(await readFile(file, 'utf8')) as Registration;
+    reg = JSON.parse(await readFile(file, 'utf8')) as KeptRegistration;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new BoomerangError('CS_REGISTRATION', `cannot read ${file}: ${errorMessage(err)}`);
   }
   if (!reg?.privateKeyPem) {
     const client = new HttpsJsonClient(o.url, o.caPem);
+    const issuedAt = Date.now();
     try {
       reg = await client.call<Registration>('POST', '/v1/register', {
         passphrase: await o.passphrase(),
@@ -56,20 +97,22 @@ export async function enrol(o: CsLinkOptions): Promise<Enrolment> {
     } finally {
       await client.close();
     }
+    reg = { ...reg, tokenIssuedAt: issuedAt };
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(`${file}.tmp`, JSON.stringify(reg), { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await keep(file, reg);
   }
   return {
     componentId: reg.componentId,
     material: { ca: reg.caPem, cert: reg.certificatePem, key: reg.privateKeyPem! },
-    token: reg.token,
-    tokenExpiresAt: reg.tokenExpiresAt,
+    token: new CsToken(file, reg),
     heartbeatIntervalSeconds: reg.heartbeatIntervalSeconds,
   };
 }
 
-/** Posts the component's health every interval; a failed heartbeat is logged and retried next time. */
+/**
+ * Posts the component's health every interval (a failed heartbeat is logged and retried next
+ * time) and renews the component's token when it is due.
+ */
 export class HeartbeatSender {
   private timer: NodeJS.Timeout | undefined;
   private readonly client: HttpsJsonClient;
@@ -81,7 +124,7 @@ export class HeartbeatSender {
     private readonly o: {
       url: string;
       caPem: string;
-      token: string;
+      token: CsToken;
       intervalMs: number;
       report: () => Promise<object>;
       /** Reports that go with every heartbeat (a master target's recovery points). */
@@ -89,7 +132,7 @@ export class HeartbeatSender {
       log: Logger;
     },
   ) {
-    this.client = new HttpsJsonClient(o.url, o.caPem, o.token);
+    this.client = new HttpsJsonClient(o.url, o.caPem, () => o.token.value);
   }
 
   start(): void {
@@ -105,6 +148,10 @@ export class HeartbeatSender {
       await this.client.call('POST', '/v1/heartbeat', await this.o.report());
       await this.o.afterBeat?.(this.client);
       this.sent++;
+      if (this.o.token.dueForRenewal()) {
+        await this.o.token.renew(this.client);
+        this.o.log.info({ expiresAt: this.o.token.expiresAt }, 'component token renewed');
+      }
       this.lastError = undefined;
     } catch (err) {
       const message = errorMessage(err);

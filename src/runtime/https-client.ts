@@ -40,7 +40,8 @@ export class HttpsJsonClient {
   constructor(
     private readonly baseUrl: string,
     caPem: string,
-    private readonly token?: string,
+    /** A bearer token, or where to read the current one (a token that is renewed). */
+    private readonly token?: string | (() => string),
     /** Sent with every request (Accept-Language, say). */
     private readonly defaultHeaders: Record<string, string> = {},
   ) {
@@ -52,7 +53,7 @@ export class HttpsJsonClient {
       method,
       dispatcher: this.dispatcher,
       ...(signal ? { signal } : {}),
-      headers: { ...this.defaultHeaders, ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      headers: { ...this.defaultHeaders, ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.token ? { authorization: `Bearer ${typeof this.token === 'function' ? this.token() : this.token}` } : {}) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startLab } from '../helpers/lab.js';
 
-// The whole lifecycle on the two-site lab, two machines at once: enable → failover → commit →
+// The whole lifecycle on the two-site lab, for two machines: enable → failover → commit →
 // reprotect → failback → commit → reprotect. After every step the drill checks the item's state
 // and compares whole-disk sha256 hashes: a replica against its quiesced source, or the disk a
 // machine booted on against the disk the other site shut down on.

@@ -38,11 +38,11 @@ async function answer(h: CsHarness, token: string, c: Command, body: object): Pr
   assert.equal(r.status, 200, r.text);
 }
 
-async function setup(h: CsHarness) {
+async function setup(h: CsHarness, power?: object) {
   const a = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
   const b = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-b' })).json;
-  const machine = (await h.post('/v1/machines', { fabricId: a.id, name: 'web01' })).json;
-  const recovery = (await h.post('/v1/machines', { fabricId: b.id, name: 'web01' })).json;
+  const machine = (await h.post('/v1/machines', { fabricId: a.id, name: 'web01', ...(power ? { power } : {}) })).json;
+  const recovery = (await h.post('/v1/machines', { fabricId: b.id, name: 'web01', ...(power ? { power } : {}) })).json;
   const policy = (await h.post('/v1/policies', { name: 'gold' })).json;
   const agent = await h.register('agent', 'web01.site-a');
   const psA = await h.register('ps', 'ps-a');
@@ -73,6 +73,17 @@ async function setup(h: CsHarness) {
   });
   assert.equal(created.status, 202, created.text);
   return { itemId: created.json.item.id as string, enableJob: created.json.job.id as string, agent, psA, mtB };
+}
+
+/** Plays the components through enable: attach, protect, first point of the new lineage. */
+async function enable(h: CsHarness, s: Awaited<ReturnType<typeof setup>>): Promise<string> {
+  await answer(h, s.mtB.token, await nextCommand(h, s.mtB.token, 'attachDisk'), { ok: true, result: { created: true, adopted: false } });
+  const lineage = randomUUID();
+  await answer(h, s.agent.token, await nextCommand(h, s.agent.token, 'protectDisk'), { ok: true, result: { lineage } });
+  const point = { pointId: `${lineage}/3/crash`, bookmarkId: 'b3', kind: 'crash', time: new Date(h.clock.now()).toISOString(), lineage, seq: 3 };
+  await h.post('/v1/recovery-points', { disks: [{ diskId: 'web01-disk0', points: [point] }] }, s.mtB.token);
+  assert.equal((await h.waitForJob(s.enableJob)).state, 'succeeded');
+  return lineage;
 }
 
 test('enable and failover run as jobs that command the components and wait for what they report', async () => {
@@ -197,5 +208,30 @@ test('commands are sent once per id, expire unanswered, and late answers change 
     const late = await h.post(`/v1/commands/${encodeURIComponent(send.id)}/answer`, { ok: true, result: {} }, mt.token);
     assert.equal(late.status, 200);
     assert.equal(late.json.accepted, false);
+  });
+});
+
+test('machines powered by hand: the job waits for the operator to confirm each power operation', async () => {
+  await withCs({ jobKinds: (s) => lifecycleJobKinds(s), lifecyclePollMs: 20, heartbeatIntervalSeconds: 3600 }, async (h) => {
+    const s = await setup(h, { manual: true });
+    const lineage = await enable(h, s);
+    const started = await h.post(`/v1/items/${s.itemId}/failover`, { point: 'latest-processed', shutdownSource: true });
+    assert.equal(started.status, 202, started.text);
+    const jobId = started.json.job.id as string;
+    const waiting = await h.waitForJob(jobId, (j) => j.tasks.some((t) => t.name === 'shutdown-source' && (t.progress.detail ?? '').includes('boomerang job confirm')));
+    assert.match(waiting.tasks.find((t) => t.name === 'shutdown-source')!.progress.detail!, new RegExp(`stop web01, then: boomerang job confirm ${jobId}`));
+    const confirm = await h.post(`/v1/jobs/${jobId}/confirm`, {});
+    assert.equal(confirm.status, 200, confirm.text);
+    assert.deepEqual(confirm.json.confirmed.map((c: { action: string }) => c.action), ['stop']);
+    const status = await nextCommand(h, s.mtB.token, 'diskStatus');
+    await answer(h, s.mtB.token, status, { ok: true, result: { points: [{ id: `${lineage}/3/crash`, bookmarkId: 'b3', kind: 'crash', time: 1, lineage, seq: 3 }] } });
+    await answer(h, s.mtB.token, await nextCommand(h, s.mtB.token, 'restoreDisk'), { ok: true, result: { pointId: `${lineage}/3/crash`, time: 1 } });
+    await h.waitForJob(jobId, (j) => j.tasks.some((t) => t.name === 'start-recovery-machine' && (t.progress.detail ?? '').includes('start web01')));
+    assert.equal((await h.post(`/v1/jobs/${jobId}/confirm`, {})).status, 200);
+    assert.equal((await h.waitForJob(jobId)).state, 'succeeded');
+    assert.equal((await h.get(`/v1/items/${s.itemId}`)).json.state, 'FailedOver');
+    const nothing = await h.post(`/v1/jobs/${jobId}/confirm`, {});
+    assert.equal(nothing.status, 409);
+    assert.equal(nothing.json.code, 'NOTHING_TO_CONFIRM');
   });
 });

@@ -178,8 +178,9 @@ const initial: Migration = {
 
 /**
  * The lifecycle: the components and machine of the failback direction, the recovery point a
- * failover chose, which master target reported a recovery point, and the commands jobs send to
- * components (delivered when the component polls, so components need no inbound connection).
+ * failover chose, which master target reported a recovery point, the commands jobs send to
+ * components (delivered when the component polls, so components need no inbound connection),
+ * and the power operations a person carries out and confirms.
  */
 const lifecycle: Migration = {
   async up(db: Kysely<unknown>) {
@@ -206,6 +207,17 @@ const lifecycle: Migration = {
       .addColumn('finished_at', 'text')
       .execute();
     await db.schema.createIndex('commands_pending').on('commands').columns(['component_id', 'state', 'created_at']).execute();
+
+    // Machines whose power is switched by a person: the job waits for the confirmation.
+    await db.schema
+      .createTable('power_confirmations')
+      .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+      .addColumn('machine_id', 'text', (c) => c.notNull().references('machines.id').onDelete('cascade'))
+      .addColumn('action', 'text', (c) => c.notNull().check(sql`action in ('start', 'stop')`))
+      .addColumn('requested_at', 'text', (c) => c.notNull())
+      .addColumn('confirmed_at', 'text')
+      .addPrimaryKeyConstraint('power_confirmations_pk', ['job_id', 'machine_id', 'action'])
+      .execute();
   },
 };
 

@@ -166,6 +166,15 @@ export interface CommandsTable {
   finished_at: string | null;
 }
 
+/** A power operation on a machine whose hooks say `manual`: done by a person, confirmed through the API. */
+export interface PowerConfirmationsTable {
+  job_id: string;
+  machine_id: string;
+  action: 'start' | 'stop';
+  requested_at: string;
+  confirmed_at: string | null;
+}
+
 export type JobStateName = 'queued' | 'running' | 'compensating' | 'succeeded' | 'failed' | 'cancelled';
 
 export interface JobsTable {
@@ -228,6 +237,7 @@ export interface Database {
   jobs: JobsTable;
   tasks: TasksTable;
   commands: CommandsTable;
+  power_confirmations: PowerConfirmationsTable;
 }
 
 export type ComponentRow = Selectable<ComponentsTable>;

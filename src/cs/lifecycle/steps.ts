@@ -7,6 +7,7 @@ import type { CommandBus } from '../components/commands.js';
 import type { CsContext } from '../context.js';
 import type { FabricKind, ItemDiskRow } from '../db/schema.js';
 import type { AgentHealth, HealthReport } from '../domain/health.js';
+import { isoAt } from '../clock.js';
 import { csError } from '../errors.js';
 import type { CompensationContext, JsonObject, TaskContext } from '../jobs/types.js';
 
@@ -61,7 +62,11 @@ export async function tryCommand(deps: LifecycleDeps, ctx: AnyContext, component
   }
 }
 
-/** Powers a machine through its fabric and records the state it was put in. */
+/**
+ * Powers a machine through its fabric and records the state it was put in. A machine whose hooks
+ * say `manual` is powered by a person: the job asks (its progress says what and how to confirm)
+ * and waits for `POST /v1/jobs/:id/confirm`.
+ */
 export async function power(deps: LifecycleDeps, ctx: AnyContext, machineId: string, action: PowerAction): Promise<void> {
   const row = await ctx.db
     .selectFrom('machines')
@@ -71,14 +76,32 @@ export async function power(deps: LifecycleDeps, ctx: AnyContext, machineId: str
     .executeTakeFirst();
   if (row === undefined) throw csError('NOT_FOUND', { what: 'machine', id: machineId });
   const machine: FabricMachine = { id: row.id, name: row.name, power: JSON.parse(row.power) as Record<string, unknown> };
-  try {
-    await deps.fabric(row.kind).power(machine, action, ctx.signal);
-  } catch (err) {
-    if (ctx.signal.aborted) throw err;
-    throw csError('POWER_HOOK_FAILED', { machine: row.name, action, message: errorMessage(err) });
+  if (machine.power.manual === true) await confirmedByOperator(deps, ctx, machine, action);
+  else {
+    try {
+      await deps.fabric(row.kind).power(machine, action, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      throw csError('POWER_HOOK_FAILED', { machine: row.name, action, message: errorMessage(err) });
+    }
   }
   await ctx.db.updateTable('machines').set({ state: action === 'start' ? 'running' : 'stopped' }).where('id', '=', machineId).execute();
   ctx.log.info({ machine: row.name, action }, 'machine powered');
+}
+
+async function confirmedByOperator(deps: LifecycleDeps, ctx: AnyContext, machine: FabricMachine, action: PowerAction): Promise<void> {
+  await ctx.db
+    .insertInto('power_confirmations')
+    .values({ job_id: ctx.job.id, machine_id: machine.id, action, requested_at: isoAt(ctx.clock), confirmed_at: null })
+    .onConflict((oc) => oc.columns(['job_id', 'machine_id', 'action']).doNothing())
+    .execute();
+  ctx.log.warn({ machine: machine.name, action }, 'waiting for an operator to confirm a power operation');
+  for (;;) {
+    const r = await ctx.db.selectFrom('power_confirmations').select('confirmed_at').where('job_id', '=', ctx.job.id).where('machine_id', '=', machine.id).where('action', '=', action).executeTakeFirst();
+    if (r?.confirmed_at) return;
+    if ('task' in ctx) await ctx.progress(0, 1, `waiting for an operator to ${action} ${machine.name}, then: boomerang job confirm ${ctx.job.id}`);
+    await sleep(deps.context.options.lifecycle.pollMs, undefined, { signal: ctx.signal });
+  }
 }
 
 export async function componentHealth(ctx: AnyContext, id: string): Promise<HealthReport | undefined> {

@@ -2,6 +2,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { CsContext } from '../../context.js';
 import type { ItemOperation } from '../../domain/item-state.js';
+import { isoAt } from '../../clock.js';
 import { csError } from '../../errors.js';
 import { ItemView, startItemOperation } from '../../inventory/items.js';
 import type { JobEngine } from '../../jobs/engine.js';
@@ -68,7 +69,33 @@ const ROUTES: readonly OperationRoute[] = [
   { path: 'disable', operation: 'disable', jobKind: 'disable', preflight: 'disable', body: Empty, summary: 'Disable protection (no machine disk is deleted)' },
 ];
 
+/** An operator confirms the power operations a job waits for (machines powered by hand). */
+async function confirmPower(ctx: CsContext, jobId: string): Promise<{ confirmed: { machineId: string; action: string }[] }> {
+  const job = await ctx.db.selectFrom('jobs').select('id').where('id', '=', jobId).executeTakeFirst();
+  if (job === undefined) throw csError('NOT_FOUND', { what: 'job', id: jobId });
+  const waiting = await ctx.db.selectFrom('power_confirmations').select(['machine_id', 'action']).where('job_id', '=', jobId).where('confirmed_at', 'is', null).execute();
+  if (waiting.length === 0) throw csError('NOTHING_TO_CONFIRM', { job: jobId });
+  await ctx.db.updateTable('power_confirmations').set({ confirmed_at: isoAt(ctx.clock) }).where('job_id', '=', jobId).where('confirmed_at', 'is', null).execute();
+  ctx.log.info({ job: jobId, confirmed: waiting }, 'power operations confirmed by an operator');
+  return { confirmed: waiting.map((w) => ({ machineId: w.machine_id, action: w.action })) };
+}
+
 export const operationRoutes: FastifyPluginAsync<{ ctx: CsContext; jobs: JobEngine }> = async (app, { ctx, jobs }) => {
+  app.post<{ Params: { id: string } }>(
+    '/v1/jobs/:id/confirm',
+    {
+      schema: {
+        summary: 'Confirm that the machines a job waits for were powered on or off by hand',
+        tags: ['jobs'],
+        operationId: 'confirmPower',
+        security: OPERATOR,
+        params: IdParams,
+        response: { 200: Type.Object({ confirmed: Type.Array(Type.Object({ machineId: Type.String(), action: Type.String() })) }), ...errors(400, 401, 404, 409) },
+      },
+    },
+    async (req) => confirmPower(ctx, req.params.id),
+  );
+
   for (const r of ROUTES) {
     app.post<{ Params: { id: string }; Body: Record<string, unknown> | undefined; Querystring: { lang?: 'en' | 'ja' } }>(
       `/v1/items/:id/${r.path}`,
