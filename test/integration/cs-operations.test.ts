@@ -38,7 +38,8 @@ async function answer(h: CsHarness, token: string, c: Command, body: object): Pr
   assert.equal(r.status, 200, r.text);
 }
 
-async function setup(h: CsHarness, power?: object) {
+async function setup(h: CsHarness, o: { power?: object; retentionFs?: string } = {}) {
+  const power = o.power;
   const a = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
   const b = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-b' })).json;
   const machine = (await h.post('/v1/machines', { fabricId: a.id, name: 'web01', ...(power ? { power } : {}) })).json;
@@ -56,7 +57,7 @@ async function setup(h: CsHarness, power?: object) {
         ? { agent: { disks: [] } }
         : kind === 'ps'
           ? { ps: { spoolUsedBytes: 0, spoolCapacityBytes: 100, spoolState: 'ok', throughputBytesPerSecond: 0, pendingBatches: 0, quarantinedFiles: 0 } }
-          : { mt: { platform: 'linux', retentionPath: '/mnt/retention', volumes: [{ path: '/mnt/retention', fsType: 'ext4', locked: false, inUseAsTarget: false, cacheOrInstall: false, capacityBytes: 8 * 2 ** 30, freeBytes: 4 * 2 ** 30 }], journals: [] } };
+          : { mt: { platform: 'linux', retentionPath: '/mnt/retention', volumes: [{ path: '/mnt/retention', fsType: o.retentionFs ?? 'ext4', locked: false, inUseAsTarget: false, cacheOrInstall: false, capacityBytes: 8 * 2 ** 30, freeBytes: 4 * 2 ** 30 }], journals: [] } };
     assert.equal((await h.post('/v1/heartbeat', body, c.token)).status, 200);
   }
   const created = await h.post('/v1/items', {
@@ -213,7 +214,7 @@ test('commands are sent once per id, expire unanswered, and late answers change 
 
 test('machines powered by hand: the job waits for the operator to confirm each power operation', async () => {
   await withCs({ jobKinds: (s) => lifecycleJobKinds(s), lifecyclePollMs: 20, heartbeatIntervalSeconds: 3600 }, async (h) => {
-    const s = await setup(h, { manual: true });
+    const s = await setup(h, { power: { manual: true } });
     const lineage = await enable(h, s);
     const started = await h.post(`/v1/items/${s.itemId}/failover`, { point: 'latest-processed', shutdownSource: true });
     assert.equal(started.status, 202, started.text);
@@ -233,5 +234,17 @@ test('machines powered by hand: the job waits for the operator to confirm each p
     const nothing = await h.post(`/v1/jobs/${jobId}/confirm`, {});
     assert.equal(nothing.status, 409);
     assert.equal(nothing.json.code, 'NOTHING_TO_CONFIRM');
+  });
+});
+
+test('enable runs its pre-flight checks on the new item: a FAT retention volume fails the job before anything is attached', async () => {
+  await withCs({ jobKinds: (s) => lifecycleJobKinds(s, recordingFabric), lifecyclePollMs: 20, heartbeatIntervalSeconds: 3600 }, async (h) => {
+    const s = await setup(h, { retentionFs: 'vfat' });
+    const job = await h.waitForJob(s.enableJob);
+    assert.equal(job.state, 'failed');
+    assert.equal(job.error?.code, 'PREFLIGHT_FAILED');
+    assert.match(job.error?.message ?? '', /retention-volume-fat/);
+    assert.equal(job.tasks.find((t) => t.name === 'attach-replicas')?.state, 'skipped');
+    assert.equal((await h.get(`/v1/items/${s.itemId}`)).json.state, 'ProtectionDisabled');
   });
 });

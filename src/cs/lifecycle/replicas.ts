@@ -7,7 +7,7 @@ import { transitionItem } from '../inventory/items.js';
 import type { ItemOperation } from '../domain/item-state.js';
 import type { CompensationContext, JsonObject, TaskContext, TaskDefinition } from '../jobs/types.js';
 import { loadItem, opposite, required, rolesFor, type DirectionRoles, type LoadedItem } from './roles.js';
-import { command, perDisk, power, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
+import { command, componentHealth, perDisk, power, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
 
 /**
  * The steps that start replication in one direction and the ones that end it, shared by enable,
@@ -122,9 +122,14 @@ export function protectSource<P extends { itemId: string }>(deps: LifecycleDeps)
       const { item, disks, roles } = await current(ctx, ctx.params.itemId);
       const agent = required(roles.agentId, item, 'agent');
       const lineages = perDisk<string>(ctx, 'lineages');
+      // Where the agent compares its disks with the replicas (delta resync: only what differs is
+      // sent); without it the agent copies every region.
+      const mtHealth = roles.mtId === null ? undefined : await componentHealth(ctx, roles.mtId);
+      const endpoint = mtHealth?.mt?.resyncEndpoint;
+      const resyncTarget: JsonObject | undefined = endpoint ? { host: endpoint.host, port: endpoint.port } : undefined;
       for (const d of disks) {
         // Always a new lineage: a direction change or a first protection must resync, never continue.
-        const r = await command(deps, ctx, agent, 'protectDisk', { diskId: d.disk_id, newLineage: true }, d.disk_id);
+        const r = await command(deps, ctx, agent, 'protectDisk', { diskId: d.disk_id, newLineage: true, ...(resyncTarget ? { resyncTarget } : {}) }, d.disk_id);
         lineages[d.disk_id] = String(r.lineage);
         await ctx.saveDetails({ lineages });
       }
@@ -165,6 +170,11 @@ export async function stopReplicating(deps: LifecycleDeps, ctx: CompensationCont
     await tryCommand(deps, ctx, roles.mtId, 'releaseDisk', { diskId: d.disk_id, ...handTo }, d.disk_id, ROLLBACK_TIMEOUT_MS);
     await tryCommand(deps, ctx, roles.psId, 'discardDisk', { diskId: d.disk_id }, d.disk_id, ROLLBACK_TIMEOUT_MS);
   }
+}
+
+/** Whether the job got as far as touching components (attach or protect ran): otherwise there is nothing to undo. */
+export function startedReplicating(ctx: CompensationContext<unknown>): boolean {
+  return ctx.tasks.some((t) => (t.name === 'attach-replicas' || t.name === 'protect') && t.state !== 'pending' && t.state !== 'skipped');
 }
 
 export function adoptedIn(ctx: CompensationContext<unknown>): Record<string, boolean> {

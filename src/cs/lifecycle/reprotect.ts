@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { csError } from '../errors.js';
 import { defineJobKind } from '../jobs/types.js';
 import { required } from './roles.js';
-import { adoptedIn, attachReplicas, current, finish, leave, powerTask, protectSource, resync, stopReplicating } from './replicas.js';
+import { adoptedIn, attachReplicas, startedReplicating, current, finish, leave, powerTask, protectSource, resync, stopReplicating } from './replicas.js';
 import { command, isAlive, type LifecycleDeps } from './steps.js';
 
 const ReprotectParams = Type.Object({
@@ -65,7 +65,7 @@ export function reprotectKind(deps: LifecycleDeps) {
     ],
     async compensate(ctx) {
       const { roles } = await current(ctx, ctx.params.itemId);
-      await stopReplicating(deps, ctx, roles, adoptedIn(ctx));
+      if (startedReplicating(ctx)) await stopReplicating(deps, ctx, roles, adoptedIn(ctx));
       await leave(ctx, 'reprotectAborted', 'Reprotecting');
     },
   });
