@@ -19,7 +19,9 @@ export interface ComponentProcess<R> {
  * the ready line it prints once listening; rejects if it exits first.
  */
 export async function startComponent<R extends { event?: string }>(args: readonly string[], logFile: string, what: string): Promise<ComponentProcess<R>> {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: Ctrl-C in the lab's terminal reaches the lab, which stops its
+  // machines first (their agents drain to the PS) and the components after, in order.
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const log = createWriteStream(logFile, { flags: 'a' });
   proc.stderr!.pipe(log);
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
