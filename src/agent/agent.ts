@@ -11,6 +11,7 @@ import { createControlApi, listenControl } from '../runtime/control.js';
 import { NbdServer } from './nbd/server.js';
 import { BufferBudget } from './budget.js';
 import { DiskCapture, type SealedBatch } from './capture.js';
+import { deltaResyncPass, type DeltaProgress, type DeltaResyncTuning } from './delta-resync.js';
 import { DirtyMap } from './dirty-map.js';
 import { PsSender } from './sender.js';
 import { readDiskState, writeDiskState } from './state.js';
@@ -58,6 +59,8 @@ export interface AgentOptions {
   regionBytes?: number;
   /** Crash-consistent bookmark period; 0 turns the timer off. @default 5 min */
   bookmarkIntervalMs?: number;
+  /** Delta resync (disks protected with a resync target): checkpoints, window, connect timeout. */
+  resync?: DeltaResyncTuning;
 }
 
 export const AGENT_DEFAULTS = Object.freeze({
@@ -80,7 +83,16 @@ interface DiskRuntime {
   choice: boolean | undefined;
   /** Tail of the chain that serialises protectDisk / unprotectDisk on this disk. */
   lifecycle: Promise<unknown>;
-  resync: { running: boolean; again: boolean; done: number; total: number; runs: number };
+  /** Tail of the chain that serialises writes of the state file. */
+  stateWrites: Promise<unknown>;
+  /** The MT's resync target for this disk, when the CS gave one (delta resync). */
+  resyncTarget: Endpoint | undefined;
+  /** A delta resync is pending from this cursor (persisted as the state's `resync`). */
+  delta: { lineage: LineageId; cursor: number } | undefined;
+  /** Bumped whenever protect/unprotect replace `delta`: a pass started before must not touch it. */
+  deltaGen: number;
+  /** Progress in bytes; `mode` says how the current (or last) pass resyncs. */
+  resync: { running: boolean; again: boolean; done: number; total: number; runs: number; mode: 'copy' | 'delta' | undefined; delta: DeltaProgress | undefined };
   resyncTask: Promise<void> | undefined;
   acked: { lineage: LineageId; lastSeq: number; at: number } | undefined;
   /** firstTime of unacknowledged batches, oldest first: the agent-side RPO. */
@@ -136,7 +148,9 @@ export class Agent {
     this.sender.start();
     this.nbd = new NbdServer({ socketPath: o.nbdSocket, exports: [...this.disks.values()].map((d) => d.capture), logger: (msg, fields) => o.log.debug(fields ?? {}, msg) });
     await this.nbd.listen();
-    for (const [id, d] of this.disks) if (d.capture.mode !== 'passthrough' && d.dirty.needsResync() > 0) this.scheduleResync(id);
+    // A crash-recovery lineage needs its resync pass even with nothing to copy: it starts the
+    // lineage (lineageStart) and ends it consistent (resyncDone) on the replica.
+    for (const [id, d] of this.disks) if (d.capture.mode !== 'passthrough' && (d.dirty.needsResync() > 0 || d.start === 'crash-recovery' || d.delta !== undefined)) this.scheduleResync(id);
     const every = o.bookmarkIntervalMs ?? AGENT_DEFAULTS.bookmarkIntervalMs;
     if (every > 0) this.timers.push(setInterval(() => this.timedBookmarks(), every));
     this.timers.push(setInterval(() => void this.flushDirtyMaps(), 5000));
@@ -152,6 +166,8 @@ export class Agent {
     const state = await readDiskState(statePath);
     const choice = state?.protected;
     const protect = choice ?? d.protect ?? true;
+    const resyncTarget = state?.resyncTarget;
+    let delta: DiskRuntime['delta'];
     let start: DiskRuntime['start'];
     let position: { lineage: LineageId; lastSeq: number };
     if (!protect) {
@@ -162,20 +178,34 @@ export class Agent {
     } else if (state && existed && state.clean && !state.passthrough && dirty.dirtyRegions() === 0) {
       start = 'continued';
       position = { lineage: state.lineage, lastSeq: state.lastSeq };
+      // No delta resync is left pending: a clean stop needs an empty map, and while a delta
+      // resync is pending bits clear only once the MT applied their events.
     } else if (state && existed && !state.passthrough) {
       // Unclean stop: what was buffered is gone, continuity cannot be proven. The persisted
-      // write-intent bits bound what may differ on the replica.
+      // write-intent bits bound what may differ on the replica. A delta resync under way resumes
+      // from its cursor: the bits name what changed below it since (see delta-resync.ts).
       start = 'crash-recovery';
       for (const r of dirty.persistedRegions()) dirty.markRegion(r);
       position = { lineage: newLineage(), lastSeq: 0 };
+      delta = state.resync;
     } else {
       // First start, or the disk ran in passthrough: writes may be missing from any lineage and
       // from the write-intent map, so only a whole-disk resync proves anything.
       start = 'initial';
       await dirty.markAll();
       position = { lineage: newLineage(), lastSeq: 0 };
+      if (resyncTarget) delta = { lineage: position.lineage, cursor: 0 };
     }
-    await writeDiskState(statePath, { ...position, clean: false, ...(choice === undefined ? {} : { protected: choice }), ...(protect ? {} : { passthrough: true }) });
+    if (delta && !resyncTarget) delta = undefined;
+    if (delta) dirty.holdUntilApplied(true);
+    await writeDiskState(statePath, {
+      ...position,
+      clean: false,
+      ...(choice === undefined ? {} : { protected: choice }),
+      ...(protect ? {} : { passthrough: true }),
+      ...(resyncTarget ? { resyncTarget } : {}),
+      ...(delta ? { resync: delta } : {}),
+    });
     const rt: DiskRuntime = {
       backing,
       dirty,
@@ -183,7 +213,11 @@ export class Agent {
       start,
       choice,
       lifecycle: Promise.resolve(),
-      resync: { running: false, again: false, done: 0, total: 0, runs: 0 },
+      stateWrites: Promise.resolve(),
+      resyncTarget,
+      delta,
+      deltaGen: 0,
+      resync: { running: false, again: false, done: 0, total: 0, runs: 0, mode: undefined, delta: undefined },
       resyncTask: undefined,
       acked: undefined,
       unackedTimes: [],
@@ -203,7 +237,7 @@ export class Agent {
       ),
     };
     this.disks.set(d.id, rt);
-    o.log.info({ disk: d.id, start, protected: protect, lineage: position.lineage, regionsToResync: protect ? dirty.needsResync() : 0 }, 'disk opened');
+    o.log.info({ disk: d.id, start, protected: protect, lineage: position.lineage, regionsToResync: protect ? dirty.needsResync() : 0, resyncTarget, deltaCursor: delta?.cursor }, 'disk opened');
   }
 
   private onSealed(b: SealedBatch): void {
@@ -237,16 +271,8 @@ export class Agent {
           await this.budget.waitBelow(this.budget.limitBytes / 2);
           if (this.stopping || d.capture.mode === 'passthrough') return;
           d.resync.runs++;
-          d.resync.done = 0;
-          d.resync.total = d.dirty.needsResync();
-          this.o.log.info({ disk: diskId, regions: d.dirty.needsResync() }, 'resync started');
-          const result = await d.capture.resync({
-            onProgress: (done, total) => {
-              d.resync.done = done;
-              d.resync.total = total;
-            },
-          });
-          this.o.log.info({ disk: diskId, result, lineage: d.capture.lineage }, 'resync pass ended');
+          const result = d.resyncTarget && d.delta ? await this.deltaPass(diskId, d) : await this.copyPass(diskId, d);
+          this.o.log.info({ disk: diskId, result, mode: d.resync.mode, lineage: d.capture.lineage }, 'resync pass ended');
           if (result === 'aborted') d.resync.again = true;
         } while (d.resync.again && !this.stopping && !this.isPassthrough(d));
       } catch (err) {
@@ -255,6 +281,69 @@ export class Agent {
         d.resync.running = false;
       }
     })();
+  }
+
+  /** Today's resync: every region that needs one is copied into the lineage. */
+  private async copyPass(diskId: string, d: DiskRuntime): Promise<'done' | 'aborted'> {
+    d.resync.mode = 'copy';
+    d.resync.delta = undefined;
+    d.resync.done = 0;
+    d.resync.total = d.capture.regionBytesOf(d.dirty.regionsNeedingResync());
+    this.o.log.info({ disk: diskId, regions: d.dirty.needsResync() }, 'resync started');
+    return d.capture.resync({
+      onProgress: (done, total) => {
+        d.resync.done = done;
+        d.resync.total = total;
+      },
+    });
+  }
+
+  /**
+   * The delta resync (see delta-resync.ts): compares the disk with the replica at the MT and puts
+   * only what differs into the lineage. Ends the pending delta resync when the MT has applied its
+   * last batch; falls back to a region copy when the resync target cannot be used.
+   */
+  private async deltaPass(diskId: string, d: DiskRuntime): Promise<'done' | 'aborted'> {
+    const target = d.resyncTarget!;
+    const from = d.delta!;
+    const gen = d.deltaGen;
+    d.resync.mode = 'delta';
+    this.o.log.info({ disk: diskId, target, cursor: from.cursor, regions: d.dirty.needsResync() }, 'delta resync started');
+    const result = await deltaResyncPass({
+      diskId,
+      capture: d.capture,
+      backing: d.backing,
+      dirty: d.dirty,
+      target,
+      material: this.o.material,
+      token: this.o.token,
+      name: this.o.name,
+      cursor: from.cursor,
+      ...(this.o.resync ? { tuning: this.o.resync } : {}),
+      // Called only while the pass may go on (checked just before, synchronously).
+      saveCursor: async (cursor) => {
+        if (d.deltaGen !== gen) return;
+        d.delta = { lineage: d.capture.lineage, cursor };
+        await this.saveState(d);
+      },
+      progress: (p) => {
+        d.resync.delta = p;
+        d.resync.done = p.done;
+        d.resync.total = p.total;
+      },
+      log: (level, msg, fields) => this.o.log[level](fields ?? {}, msg),
+    });
+    if (result === 'aborted' || d.deltaGen !== gen) return 'aborted';
+    if (result === 'done' || result === 'copied') {
+      // The record goes first; only then may the bits clear on the PS's acknowledgement alone.
+      d.delta = undefined;
+      await this.saveState(d);
+      d.dirty.holdUntilApplied(false);
+    } else {
+      // finished-unconfirmed: the record and the bits stay until a later pass settles them.
+      this.o.log.warn({ disk: diskId }, 'delta resync finished; the master target has not confirmed it yet');
+    }
+    return 'done';
   }
 
   private timedBookmarks(): void {
@@ -305,15 +394,25 @@ export class Agent {
     return result;
   }
 
-  private saveState(d: DiskRuntime): Promise<void> {
-    const passthrough = d.capture.mode === 'passthrough';
-    return writeDiskState(d.statePath, {
-      lineage: d.capture.lineage,
-      lastSeq: d.capture.lastSeq,
-      clean: false,
-      ...(d.choice === undefined ? {} : { protected: d.choice }),
-      ...(passthrough ? { passthrough: true } : {}),
+  /**
+   * Writes the disk's state as it is now (position, choice, resync target, pending delta resync),
+   * one write at a time: a later call always writes what is current when its turn comes.
+   */
+  private saveState(d: DiskRuntime, options: { clean?: boolean } = {}): Promise<void> {
+    const write = d.stateWrites.then(() => {
+      const passthrough = d.capture.mode === 'passthrough';
+      return writeDiskState(d.statePath, {
+        lineage: d.capture.lineage,
+        lastSeq: d.capture.lastSeq,
+        clean: options.clean ?? false,
+        ...(d.choice === undefined ? {} : { protected: d.choice }),
+        ...(passthrough ? { passthrough: true } : {}),
+        ...(d.resyncTarget ? { resyncTarget: d.resyncTarget } : {}),
+        ...(d.delta && !passthrough ? { resync: d.delta } : {}),
+      });
     });
+    d.stateWrites = write.catch(() => undefined);
+    return write;
   }
 
   /**
@@ -324,14 +423,21 @@ export class Agent {
    * region sees them. Idempotent: on a protected disk it returns the current lineage — unless
    * `newLineage` is set: then a protected disk starts over too (new lineage, every region
    * resynced), as a direction change needs; calling it again restarts that resync.
+   *
+   * `resyncTarget` is the master target's resync endpoint for the disk (the CS passes it when the
+   * MT reported one): the resync then compares the disk with the replica and sends only what
+   * differs (delta resync); without it every region is copied. It is remembered with the state.
    */
-  protectDisk(diskId: string, options: { newLineage?: boolean } = {}): Promise<{ lineage: LineageId }> {
+  protectDisk(diskId: string, options: { newLineage?: boolean; resyncTarget?: Endpoint } = {}): Promise<{ lineage: LineageId }> {
     const d = this.requireDisk(diskId);
     return this.serial(d, async () => {
       if (this.stopping) throw new BoomerangError('AGENT_STOPPING', `agent ${this.o.name} is stopping`, { retryable: true });
       if (d.capture.mode !== 'passthrough' && options.newLineage !== true) {
-        if (d.choice !== true) {
+        const target = options.resyncTarget;
+        const targetChanged = target !== undefined && (target.host !== d.resyncTarget?.host || target.port !== d.resyncTarget?.port);
+        if (d.choice !== true || targetChanged) {
           d.choice = true;
+          if (target) d.resyncTarget = { host: target.host, port: target.port };
           await this.saveState(d);
         }
         return { lineage: d.capture.lineage };
@@ -342,13 +448,19 @@ export class Agent {
       // resyncs from that, and the caller, whose call did not return, calls again.
       const lineage = newLineage();
       d.capture.protect(lineage, { restart: true });
-      await d.dirty.markAll(); // marks synchronously, then makes the map durable
+      const marked = d.dirty.markAll(); // marks synchronously, then makes the map durable
       d.choice = true;
-      await writeDiskState(d.statePath, { lineage, lastSeq: 0, clean: false, protected: true });
+      d.resyncTarget = options.resyncTarget ? { host: options.resyncTarget.host, port: options.resyncTarget.port } : undefined;
+      // With a resync target the whole disk is compared from its start (a delta resync).
+      d.delta = d.resyncTarget ? { lineage, cursor: 0 } : undefined;
+      d.deltaGen++;
+      d.dirty.holdUntilApplied(d.delta !== undefined);
+      await marked;
+      await this.saveState(d);
       d.resync.done = 0;
-      d.resync.total = d.dirty.needsResync();
+      d.resync.total = d.capture.size;
       this.scheduleResync(diskId);
-      this.o.log.info({ disk: diskId, lineage, regions: d.resync.total }, 'disk protected: resync scheduled');
+      this.o.log.info({ disk: diskId, lineage, regions: d.dirty.needsResync(), resyncTarget: d.resyncTarget }, 'disk protected: resync scheduled');
       return { lineage };
     });
   }
@@ -364,6 +476,10 @@ export class Agent {
     return this.serial(d, async () => {
       const was = d.capture.mode;
       d.capture.unprotect();
+      // Protecting it again resyncs the whole disk: no delta resync stays pending.
+      d.delta = undefined;
+      d.deltaGen++;
+      d.dirty.holdUntilApplied(false);
       if (was !== 'passthrough' || d.choice !== false) {
         d.choice = false;
         await this.saveState(d);
@@ -437,6 +553,8 @@ export class Agent {
               regionsToResync: prot ? d.dirty.needsResync() : 0,
               dirtyRegions: d.dirty.dirtyRegions(),
               resync: d.resync,
+              resyncTarget: d.resyncTarget,
+              deltaResync: d.delta,
               rpoMs: d.unackedTimes.length > 0 ? now - d.unackedTimes[0]! : 0,
               stats: d.capture.stats,
             },
@@ -461,8 +579,8 @@ export class Agent {
             ackedSeq: d.acked?.lineage === d.capture.lineage ? d.acked.lastSeq : 0,
             rpoSeconds: d.unackedTimes.length > 0 ? (now - d.unackedTimes[0]!) / 1000 : 0,
             resyncRequired: prot && (d.dirty.needsResync() > 0 || d.capture.mode !== 'replicating'),
-            // Progress in regions, while a resync runs (or waits to start).
-            ...(d.resync.running ? { resyncDone: d.resync.done, resyncTotal: d.resync.total } : {}),
+            // Progress in bytes, while a resync runs (or waits to start).
+            ...(d.resync.running ? { resyncDone: Math.min(d.resync.done, d.resync.total), resyncTotal: d.resync.total } : {}),
           };
         }),
       },
@@ -485,10 +603,26 @@ export class Agent {
       },
       async (req) => this.bookmark(req.params.disk, req.body?.kind ?? 'crash', req.body?.id),
     );
-    app.post<{ Params: { disk: string }; Querystring: { newLineage?: boolean } }>(
+    app.post<{ Params: { disk: string }; Querystring: { newLineage?: boolean }; Body: { resyncTarget?: Endpoint } | undefined }>(
       '/disks/:disk/protect',
-      { schema: { querystring: { type: 'object', properties: { newLineage: { type: 'boolean' } } } } },
-      async (req) => this.protectDisk(req.params.disk, { newLineage: req.query.newLineage === true }),
+      {
+        schema: {
+          querystring: { type: 'object', properties: { newLineage: { type: 'boolean' } } },
+          body: {
+            type: ['object', 'null'],
+            additionalProperties: false,
+            properties: {
+              resyncTarget: {
+                type: 'object',
+                required: ['host', 'port'],
+                additionalProperties: false,
+                properties: { host: { type: 'string', minLength: 1, maxLength: 253 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
+              },
+            },
+          },
+        },
+      },
+      async (req) => this.protectDisk(req.params.disk, { newLineage: req.query.newLineage === true, ...(req.body?.resyncTarget ? { resyncTarget: req.body.resyncTarget } : {}) }),
     );
     app.post<{ Params: { disk: string }; Querystring: { timeoutMs?: number } }>(
       '/disks/:disk/unprotect',
@@ -533,8 +667,21 @@ export class Agent {
       }
     }
     const drained = this.sender ? await this.drain(options.drainTimeoutMs ?? 30_000) : false;
-    await this.sender?.stop();
     let clean = drained;
+    // A resync pass still under way (the drain timed out) stops before its disk is closed.
+    const passes: Promise<unknown>[] = [];
+    for (const d of this.disks.values()) {
+      if (!d.resyncTask || !d.resync.running) continue;
+      clean = false;
+      d.capture.stopPass();
+      passes.push(d.resyncTask);
+    }
+    if (passes.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(passes), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+      clearTimeout(timer);
+    }
+    await this.sender?.stop();
     for (const d of this.disks.values()) {
       d.capture.close();
       const passthrough = d.capture.mode === 'passthrough';
@@ -543,8 +690,13 @@ export class Agent {
       if (passthrough) {
         // Its state (passthrough, not clean) was written when it entered passthrough.
       } else if (ok && d.dirty.dirtyRegions() === 0) {
-        await writeDiskState(d.statePath, { lineage: d.capture.lineage, lastSeq: d.capture.lastSeq, clean: true, ...(d.choice === undefined ? {} : { protected: d.choice }) });
-      } else clean = false;
+        // Every event is acknowledged, and (while a delta resync was pending) applied at the MT.
+        d.delta = undefined;
+        await this.saveState(d, { clean: true });
+      } else {
+        clean = false;
+        await d.stateWrites;
+      }
       await d.backing.close();
     }
     this.o.log.info({ clean, finalBookmarks }, 'agent stopped');

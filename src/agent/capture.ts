@@ -81,7 +81,13 @@ export class DiskCapture {
   private resyncContinuesLineage = false;
   /** Bumped by protect() and unprotect(): a resync pass started before either must stop. */
   private epoch = 0;
-  private readonly now: () => number;
+  /** Aborted when the pass under way must stop (overflow, unprotect, protect). */
+  private passAbort: AbortController | undefined;
+  private readonly wallClock: () => number;
+  /** Batch times never go below this (see fenceTime). */
+  private floorTime = 0;
+  /** lastTime of the newest sealed batch. */
+  private lastSealTime = 0;
   /** Counters for status and benchmarks. */
   readonly stats = { writes: 0, bytesWritten: 0, resyncBytesRead: 0, resyncBytesSent: 0, overflows: 0, bookmarks: 0 };
 
@@ -94,8 +100,23 @@ export class DiskCapture {
     this.size = o.backing.size;
     this.lineageId = start.lineage;
     this.nextSeq = start.lastSeq + 1;
-    this.now = o.now ?? Date.now;
+    this.wallClock = o.now ?? Date.now;
     if (options.passthrough) this.modeValue = 'passthrough';
+  }
+
+  /** The batch clock: wall time, but never below a fence time handed out. */
+  private now(): number {
+    return Math.max(this.wallClock(), this.floorTime);
+  }
+
+  /**
+   * A time for a resync session's fence (see ReplicaDisk.fence): later than every batch sealed so
+   * far, and no batch sealed from now on is older. Call after the old lineage's last batch is sealed.
+   */
+  fenceTime(): number {
+    const t = Math.max(this.wallClock(), this.lastSealTime + 1);
+    this.floorTime = Math.max(this.floorTime, t);
+    return t;
   }
 
   get lineage(): LineageId {
@@ -193,8 +214,10 @@ export class DiskCapture {
     if (this.modeValue !== 'passthrough' && !options.restart) return this.lineageId;
     this.seal(); // what is open belongs to the old lineage
     this.epoch++;
+    this.passAbort?.abort();
     this.lineageId = lineage;
     this.nextSeq = 1;
+    this.o.dirty.newLineage();
     this.pendingFlags = BatchFlags.lineageStart;
     this.modeValue = 'resyncing';
     this.resyncContinuesLineage = true;
@@ -208,6 +231,7 @@ export class DiskCapture {
   unprotect(): void {
     if (this.modeValue === 'passthrough') return;
     this.epoch++;
+    this.passAbort?.abort();
     this.modeValue = 'passthrough';
     this.resyncContinuesLineage = false;
     this.seal();
@@ -243,13 +267,15 @@ export class DiskCapture {
     if (!b) return;
     this.open = undefined;
     const lastSeq = this.nextSeq - 1;
+    const lastTime = Math.max(b.firstTime, this.now());
+    this.lastSealTime = Math.max(this.lastSealTime, lastTime);
     const { parts, length } = encodeBatchParts({
       diskId: this.name,
       lineage: this.lineageId,
       firstSeq: b.firstSeq,
       lastSeq,
       firstTime: b.firstTime,
-      lastTime: Math.max(b.firstTime, this.now()),
+      lastTime,
       flags: b.flags,
       extents: b.extents,
       bookmarks: b.bookmarks,
@@ -282,6 +308,7 @@ export class DiskCapture {
     const b = this.ensureOpen();
     b.extents.push(extent);
     b.dataBytes += cost;
+    this.o.dirty.noteEvent(extent.offset, extent.length, this.nextSeq);
     this.nextSeq++;
     if (b.dataBytes >= this.o.maxBatchBytes || b.extents.length >= MAX_EXTENTS_PER_BATCH) this.seal();
   }
@@ -289,6 +316,7 @@ export class DiskCapture {
   private enterOverflow(): void {
     if (this.modeValue === 'overflow' || this.modeValue === 'passthrough') return;
     this.modeValue = 'overflow';
+    this.passAbort?.abort();
     this.stats.overflows++;
     this.seal();
     this.o.onResyncNeeded(this.name);
@@ -302,20 +330,52 @@ export class DiskCapture {
    * batch is applied. 'aborted' after an overflow, an unprotect or a new protect().
    */
   async resync(options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<'done' | 'aborted'> {
-    if (this.modeValue === 'passthrough') return 'aborted';
+    const pass = this.beginResyncPass();
+    if (!pass) return 'aborted';
+    const regions = this.o.dirty.regionsNeedingResync();
+    const total = this.regionBytesOf(regions);
+    let done = 0;
+    const copied = await this.copyRegions(regions, pass.epoch, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      onRegion: (bytes) => options.onProgress?.((done += bytes), total),
+    });
+    if (copied === 'aborted' || !this.finishResyncPass(pass.epoch)) return 'aborted';
+    return 'done';
+  }
+
+  /**
+   * The start of a resync pass: seals what is open, starts a new lineage unless protect() just
+   * started one for it, and enters 'resyncing'. Undefined when the disk is not protected. The
+   * pass must stop once `mustStop(epoch)` (its `signal` aborts then too).
+   */
+  beginResyncPass(): { epoch: number; signal: AbortSignal } | undefined {
+    if (this.modeValue === 'passthrough') return undefined;
     this.seal();
     if (!this.resyncContinuesLineage) {
       this.lineageId = newLineage();
       this.nextSeq = 1;
       this.pendingFlags = BatchFlags.lineageStart;
+      this.o.dirty.newLineage();
     }
     this.resyncContinuesLineage = false;
     this.modeValue = 'resyncing';
-    const epoch = this.epoch;
-    const regions = this.o.dirty.regionsNeedingResync();
+    this.passAbort?.abort();
+    this.passAbort = new AbortController();
+    return { epoch: this.epoch, signal: this.passAbort.signal };
+  }
+
+  /** Bytes of these dirty-map regions (the last one may be short). */
+  regionBytesOf(regions: readonly number[]): number {
+    const R = this.o.dirty.regionBytes;
+    let n = 0;
+    for (const r of regions) n += Math.max(0, Math.min(R, this.size - r * R));
+    return n;
+  }
+
+  /** Copies whole regions into the pass's lineage (see resync()); 'aborted' when the pass must stop. */
+  async copyRegions(regions: readonly number[], epoch: number, options: { signal?: AbortSignal; onRegion?: (bytes: number) => void } = {}): Promise<'done' | 'aborted'> {
     const R = this.o.dirty.regionBytes;
     const lowWater = Math.floor(this.o.budget.limitBytes / 2);
-    let done = 0;
     for (const r of regions) {
       if (options.signal?.aborted || this.mustStop(epoch)) return 'aborted';
       await this.o.budget.waitBelow(Math.max(0, lowWater - R));
@@ -337,25 +397,80 @@ export class DiskCapture {
       } finally {
         release();
       }
-      done++;
-      options.onProgress?.(done, regions.length);
+      options.onRegion?.(length);
     }
-    // The batch that completes the resync also carries the lineage's first recovery point.
+    return 'done';
+  }
+
+  /**
+   * A range a delta resync found different: under the range lock, the source is read again (a
+   * write may have landed since the engine read it) and what is read joins the stream as the next
+   * event — a zero extent when it is all zero. A write captured after it is ordered after it on
+   * the replica, one captured before is in the bytes read. Rejects with RESYNC_ABORTED when the
+   * pass must stop: the extent is then not in the stream.
+   */
+  async captureResyncExtent(offset: number, length: number, epoch: number): Promise<void> {
+    const stopped = () => new BoomerangError('RESYNC_ABORTED', `the resync pass of disk ${this.name} was stopped (overflow, unprotect or a new protection)`, { retryable: true });
+    const lowWater = Math.floor(this.o.budget.limitBytes / 2);
+    await this.o.budget.waitBelow(Math.max(0, lowWater - length));
+    const release = await this.lock.acquire(offset, length);
+    try {
+      if (this.mustStop(epoch)) throw stopped();
+      const data = await this.o.backing.read(offset, length);
+      this.stats.resyncBytesRead += length;
+      await this.o.dirty.retain(offset, length);
+      if (this.mustStop(epoch)) {
+        this.o.dirty.release(offset, length);
+        throw stopped();
+      }
+      if (isAllZero(data)) this.addEvent({ offset, length }, 0);
+      else {
+        this.o.budget.take(length);
+        this.stats.resyncBytesSent += length;
+        this.addEvent({ offset, length, data }, length);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Seals what is open and returns the newest position of the pass's lineage: everything the pass
+   * put in the stream so far is at or before it. Undefined when the pass must stop.
+   */
+  sealPosition(epoch: number): { lineage: LineageId; lastSeq: number } | undefined {
+    if (this.mustStop(epoch)) return undefined;
+    this.seal();
+    return { lineage: this.lineageId, lastSeq: this.lastSeq };
+  }
+
+  /**
+   * Ends a pass: back to 'replicating', and the batch that completes the resync carries the
+   * lineage's first recovery point. False (nothing done) when the pass must stop.
+   */
+  finishResyncPass(epoch: number): boolean {
+    if (this.mustStop(epoch)) return false;
     this.modeValue = 'replicating';
     const b = this.ensureOpen();
     b.flags |= BatchFlags.resyncDone;
     b.bookmarks.push({ id: randomUUID(), kind: 'crash', time: this.now(), seq: this.nextSeq++ });
     this.stats.bookmarks++;
     this.seal();
-    return 'done';
+    return true;
   }
 
   /**
    * The resync pass must stop: an overflow needs a new one, or the disk was unprotected (and
    * perhaps protected again: its passthrough writes are covered only by a pass that starts after).
    */
-  private mustStop(epoch: number): boolean {
+  mustStop(epoch: number): boolean {
     return this.modeValue === 'overflow' || this.modeValue === 'passthrough' || epoch !== this.epoch;
+  }
+
+  /** A resync pass under way stops (at its next region or extent; its waits are aborted). */
+  stopPass(): void {
+    this.epoch++;
+    this.passAbort?.abort();
   }
 
   close(): void {

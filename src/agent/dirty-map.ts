@@ -10,11 +10,22 @@ import { BoomerangError } from '../replication/errors.js';
  *
  * The same map holds the regions that *need* a resync (writes not buffered during an overflow,
  * or found dirty at start-up); those stay set until a resync read of them is acknowledged.
+ *
+ * While a delta resync is pending (`holdUntilApplied`), acknowledged by the PS is not enough: a
+ * bit clears only once the master target has applied every event of its region in the current
+ * lineage (`applied`). A resync session's fence makes the MT drop the batches of earlier
+ * lineages still in the PS spool, so after a crash or an overflow mid-resync the set bits must
+ * name every region whose events the replica may never get.
  */
 export class DirtyMap {
   private readonly unacked: Uint32Array;
   private readonly needs: Uint8Array;
   private readonly persisted: Uint8Array;
+  /** Per region: the highest sequence number of an event of the current lineage (0: none). */
+  private readonly eventSeq: Float64Array;
+  /** The master target has applied the current lineage up to this sequence number. */
+  private appliedSeq = 0;
+  private hold = false;
   private needsCount = 0;
   private persistChain: Promise<void> = Promise.resolve();
   private lazyClears = 0;
@@ -27,6 +38,7 @@ export class DirtyMap {
   ) {
     this.unacked = new Uint32Array(regions);
     this.needs = new Uint8Array(regions);
+    this.eventSeq = new Float64Array(regions);
     this.persisted = new Uint8Array(Math.ceil(regions / 8));
     this.persisted.set(initial.subarray(0, this.persisted.length));
   }
@@ -83,11 +95,74 @@ export class DirtyMap {
     const [a, b] = this.regionsOf(offset, length);
     for (let r = a; r <= b; r++) {
       if (this.unacked[r]! > 0) this.unacked[r]!--;
-      if (this.unacked[r] === 0 && this.needs[r] === 0 && this.bit(r)) {
-        this.setBit(r, false);
-        this.lazyClears++;
+      this.maybeClear(r);
+    }
+  }
+
+  /** The bit may go: nothing pending for the region (and, while holding, all of it applied). */
+  private maybeClear(r: number): void {
+    if (this.unacked[r] === 0 && this.needs[r] === 0 && this.bit(r) && (!this.hold || this.eventSeq[r]! <= this.appliedSeq)) {
+      this.setBit(r, false);
+      this.lazyClears++;
+    }
+  }
+
+  /** A new lineage began: its sequence numbers start over, nothing of it is applied yet. */
+  newLineage(): void {
+    this.eventSeq.fill(0);
+    this.appliedSeq = 0;
+  }
+
+  /** Event `seq` of the current lineage covers these bytes. */
+  noteEvent(offset: number, length: number, seq: number): void {
+    const [a, b] = this.regionsOf(offset, length);
+    for (let r = a; r <= b; r++) if (this.eventSeq[r]! < seq) this.eventSeq[r] = seq;
+  }
+
+  /** Keep bits until the master target has applied their regions' events (see the class comment). */
+  holdUntilApplied(on: boolean): void {
+    if (this.hold === on) return;
+    this.hold = on;
+    if (!on) for (let r = 0; r < this.regions; r++) this.maybeClear(r);
+  }
+
+  get holding(): boolean {
+    return this.hold;
+  }
+
+  /** The master target has applied the current lineage up to `seq`. */
+  applied(seq: number): void {
+    if (seq <= this.appliedSeq) return;
+    this.appliedSeq = seq;
+    if (this.hold) for (let r = 0; r < this.regions; r++) if (this.bit(r) && this.eventSeq[r]! <= seq) this.maybeClear(r);
+  }
+
+  /**
+   * A delta resync compared region r and the master target holds what the compare found (its
+   * differences, sent before, are applied): it no longer needs a resync.
+   */
+  covered(r: number): void {
+    if (this.needs[r] === 1) {
+      this.needs[r] = 0;
+      this.needsCount--;
+    }
+    this.maybeClear(r);
+  }
+
+  /**
+   * Marks as needing a resync every region that starts below `offset` and whose bit is set: a new
+   * fence drops the events the replica has not applied yet, and below a delta resync's cursor
+   * only these bits say where such events were.
+   */
+  markSetBelow(offset: number): number {
+    let n = 0;
+    for (let r = 0; r < this.regions && r * this.regionBytes < offset; r++) {
+      if (this.bit(r) && this.needs[r] === 0) {
+        this.markRegion(r);
+        n++;
       }
     }
+    return n;
   }
 
   /** Marks regions as needing a resync (durably) — used when a write cannot be buffered. */

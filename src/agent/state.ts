@@ -8,8 +8,9 @@ import { isLineage, type LineageId } from '../replication/position.js';
  * drained every event to the process server: only then may the next run continue the lineage.
  *
  * File format (`<stateDir>/<disk id>.state`, JSON):
- *   { "lineage": uuid, "lastSeq": n, "clean": bool, "protected"?: bool, "passthrough"?: bool }
- * Files written before protection existed lack the last two fields and read as before.
+ *   { "lineage": uuid, "lastSeq": n, "clean": bool, "protected"?: bool, "passthrough"?: bool,
+ *     "resyncTarget"?: { "host", "port" }, "resync"?: { "lineage": uuid, "cursor": n } }
+ * Files written before protection (or delta resync) existed lack those fields and read as before.
  */
 export interface DiskState {
   lineage: LineageId;
@@ -26,6 +27,14 @@ export interface DiskState {
    * resync in a new lineage.
    */
   passthrough?: boolean;
+  /** The master target's resync target for this disk (from the CS's protectDisk): delta resync. */
+  resyncTarget?: { host: string; port: number };
+  /**
+   * A delta resync is pending: everything below `cursor` was compared and its differences are
+   * applied at the MT (the dirty map's set bits aside). `lineage` is the lineage that last
+   * compared. Removed once the MT applied the batch that ends the resync.
+   */
+  resync?: { lineage: LineageId; cursor: number };
 }
 
 export async function readDiskState(path: string): Promise<DiskState | undefined> {
@@ -42,6 +51,10 @@ export async function readDiskState(path: string): Promise<DiskState | undefined
       const state: DiskState = { lineage: v.lineage, lastSeq: v.lastSeq!, clean: v.clean };
       if (typeof v.protected === 'boolean') state.protected = v.protected;
       if (v.passthrough === true) state.passthrough = true;
+      const t = v.resyncTarget;
+      if (t && typeof t.host === 'string' && t.host.length > 0 && Number.isInteger(t.port) && t.port > 0 && t.port < 65536) state.resyncTarget = { host: t.host, port: t.port };
+      const r = v.resync;
+      if (r && typeof r.lineage === 'string' && isLineage(r.lineage) && Number.isSafeInteger(r.cursor) && r.cursor >= 0) state.resync = { lineage: r.lineage, cursor: r.cursor };
       return state;
     }
   } catch {

@@ -33,6 +33,16 @@ export const AgentConfigSchema = Type.Object(
     windowBytes: Type.Optional(SizeValue),
     regionBytes: Type.Optional(SizeValue),
     bookmarkIntervalSec: Type.Optional(Type.Number({ minimum: 0 })),
+    resync: Type.Optional(
+      Type.Object(
+        {
+          checkpointBytes: Type.Optional(SizeValue),
+          windowBatches: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+          connectTimeoutSec: Type.Optional(Type.Number({ minimum: 0 })),
+        },
+        { additionalProperties: false, description: 'delta resync against the master target: checkpoint interval (bytes compared between persisted cursors), compares in flight, how long an unreachable target is retried before regions are copied' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -59,6 +69,7 @@ Config file (YAML):
   disks: [ { id: disk0, path: /srv/disk0.img, size: 1GiB } ]
   bufferBytes: 256MiB                    # beyond this, writes go to the dirty map (resync later)
   bookmarkIntervalSec: 300               # crash-consistent bookmarks; 0 = only on request
+  resync: { checkpointBytes: 256MiB }    # delta resync: bytes compared between persisted cursors
 
 Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 'write 0 64k'`,
     )
@@ -83,6 +94,15 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
         ...(cfg.windowBytes !== undefined ? { windowBytes: bytes(cfg.windowBytes)! } : {}),
         ...(cfg.regionBytes !== undefined ? { regionBytes: bytes(cfg.regionBytes)! } : {}),
         ...(cfg.bookmarkIntervalSec !== undefined ? { bookmarkIntervalMs: cfg.bookmarkIntervalSec * 1000 } : {}),
+        ...(cfg.resync
+          ? {
+              resync: {
+                ...(cfg.resync.checkpointBytes !== undefined ? { checkpointBytes: bytes(cfg.resync.checkpointBytes)! } : {}),
+                ...(cfg.resync.windowBatches !== undefined ? { windowBatches: cfg.resync.windowBatches } : {}),
+                ...(cfg.resync.connectTimeoutSec !== undefined ? { connectTimeoutMs: cfg.resync.connectTimeoutSec * 1000 } : {}),
+              },
+            }
+          : {}),
       });
       if (agent.controlEndpoint) process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'agent', control: agent.controlEndpoint })}\n`);
       const link = startCsLink(cs, { report: () => agent.healthReport(), commands: agentCommands(agent), log });

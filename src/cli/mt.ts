@@ -10,6 +10,8 @@ export const MtConfigSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 128 }),
     listen: EndpointString,
+    /** The resync target for agents (delta resync); default: the host of listen, any free port. */
+    resyncListen: Type.Optional(EndpointString),
     control: Type.Optional(EndpointString),
     retention: Type.Object(
       { dir: Type.String({ minLength: 1 }), windowHours: Type.Optional(Type.Number({ exclusiveMinimum: 0 })), maxBytesPerDisk: Type.Optional(SizeValue) },
@@ -34,6 +36,7 @@ export function mtCommand(): Command {
     .description('run a master target: apply batches to target disks behind an undo journal, keep recovery points')
     .requiredOption('-c, --config <file>', 'master target config file (YAML or JSON)')
     .option('--listen <host:port>', 'data endpoint for process servers (overrides listen)')
+    .option('--resync-listen <host:port>', 'resync target endpoint for agents (overrides resyncListen)')
     .option('--log-level <level>', 'trace|debug|info|warn|error', 'info')
     .addHelpText(
       'after',
@@ -41,19 +44,24 @@ export function mtCommand(): Command {
 Config file (YAML):
   name: mt1
   listen: 0.0.0.0:9444
+  resyncListen: 0.0.0.0:9445                  # agents compare their disks with the replicas here
   control: 127.0.0.1:9082                     # status, recovery points, restore
   retention: { dir: /mnt/retention, windowHours: 24, maxBytesPerDisk: 100GiB }
   disks: [ { id: disk0, target: /srv/replica/disk0.img, size: 1GiB } ]
   tls: { ca: ca.pem, cert: mt.pem, key: mt.key }
   tokenFile: token`,
     )
-    .action(async (opts: { config: string; listen?: string; logLevel: string }) => {
+    .action(async (opts: { config: string; listen?: string; resyncListen?: string; logLevel: string }) => {
       const cfg = await loadConfigFile(opts.config, MtConfigSchema);
       const log = createLogger('mt', opts.logLevel);
       const { material, token, cs } = await loadSecurity(cfg, { kind: 'mt', name: cfg.name });
+      const listen = endpoint(opts.listen ?? cfg.listen);
+      const resyncListen = opts.resyncListen ?? cfg.resyncListen;
       const mt = await MasterTarget.start({
         name: cfg.name,
-        listen: endpoint(opts.listen ?? cfg.listen),
+        listen,
+        resyncListen: resyncListen === undefined ? { host: listen.host, port: 0 } : endpoint(resyncListen),
+        ...(cfg.cs?.hostnames?.[0] !== undefined ? { advertiseHost: cfg.cs.hostnames[0] } : {}),
         retentionDir: cfg.retention.dir,
         disks: (cfg.disks ?? []).map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
         material,
@@ -63,7 +71,7 @@ Config file (YAML):
         ...(cfg.retention.maxBytesPerDisk !== undefined ? { maxJournalBytes: bytes(cfg.retention.maxBytesPerDisk)! } : {}),
         ...(cfg.control ? { control: endpoint(cfg.control) } : {}),
       });
-      process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'mt', listen: mt.endpoint, control: mt.controlEndpoint })}\n`);
+      process.stdout.write(`${JSON.stringify({ event: 'ready', component: 'mt', listen: mt.endpoint, resync: mt.resyncEndpoint, control: mt.controlEndpoint })}\n`);
       const link = startCsLink(cs, { report: () => mt.healthReport(), afterBeat: async (client) => void (await client.call('POST', '/v1/recovery-points', recoveryPointReport(mt))), commands: masterTargetCommands(mt), log });
       await runUntilSignal(async () => {
         await link.stop();

@@ -38,7 +38,7 @@ export interface LabOptions {
   print?: (line: string) => void;
 }
 
-export const LAB_DEFAULTS = Object.freeze({ machines: ['web01', 'db01'], diskBytes: 64 * 1024 * 1024, burstBytes: 8 * 1024 * 1024, heartbeatIntervalSeconds: 1, agentRegistrationTimeoutSeconds: 120 });
+export const LAB_DEFAULTS = Object.freeze({ machines: ['web01', 'db01'], diskBytes: 64 * 1024 * 1024, burstBytes: 8 * 1024 * 1024, heartbeatIntervalSeconds: 2, agentRegistrationTimeoutSeconds: 120 });
 
 export interface LabMachine {
   name: string;
@@ -260,10 +260,11 @@ export class Lab {
   private async componentId(kind: 'agent' | 'ps' | 'mt', name: string, timeoutMs = 60_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const list = await this.client.call<{ id: string; kind: string; name: string; revokedAt: string | null }[]>('GET', '/v1/components');
-      const found = list.find((c) => c.kind === kind && c.name === name && c.revokedAt === null);
+      const list = await this.client.call<{ id: string; kind: string; name: string; revokedAt: string | null; lastHeartbeatAt: string | null }[]>('GET', '/v1/components');
+      // Registered and heard from: pre-flight checks both.
+      const found = list.find((c) => c.kind === kind && c.name === name && c.revokedAt === null && c.lastHeartbeatAt !== null);
       if (found) return found.id;
-      if (Date.now() > deadline) throw new BoomerangError('LAB_START', `${kind} ${name} did not register with the configuration server within ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline) throw new BoomerangError('LAB_START', `${kind} ${name} did not register with the configuration server (and report) within ${timeoutMs / 1000} s`);
       await sleep(100);
     }
   }

@@ -11,6 +11,7 @@ import { syncDir } from './segments.js';
  *   disk.json               which disk this is: id, target path, size (for offline restore)
  *   journal/*.seg           the journal segments
  *   restore-in-place.json   present only while an in-place restore is unfinished
+ *   fence.json              present while a resync session's fence holds (see ReplicaDisk.fence)
  */
 export interface DiskMeta {
   diskId: string;
@@ -31,6 +32,7 @@ export function journalDir(dir: string): string {
 
 const META = 'disk.json';
 const INTENT = 'restore-in-place.json';
+const FENCE = 'fence.json';
 
 /** Replaces a small file atomically and durably: written aside, synced, renamed, directory synced. */
 export async function writeDurably(dir: string, name: string, text: string): Promise<void> {
@@ -87,5 +89,27 @@ export async function writeIntent(dir: string, intent: RestoreIntent): Promise<v
 
 export async function removeIntent(dir: string): Promise<void> {
   await rm(join(dir, INTENT), { force: true });
+  await syncDir(dir);
+}
+
+/** What a resync session fenced off: batches of other lineages sealed before `time`. */
+export interface FenceRecord {
+  lineage: string;
+  time: number;
+}
+
+export async function readFence(dir: string): Promise<FenceRecord | undefined> {
+  const v = (await readJson(dir, FENCE)) as Partial<FenceRecord> | undefined;
+  if (v === undefined) return undefined;
+  if (typeof v.lineage !== 'string' || !Number.isSafeInteger(v.time)) throw new CorruptionError('RETENTION_FILE', `${join(dir, FENCE)} is not a fence`);
+  return { lineage: v.lineage, time: v.time! };
+}
+
+export async function writeFence(dir: string, fence: FenceRecord): Promise<void> {
+  await writeDurably(dir, FENCE, JSON.stringify(fence));
+}
+
+export async function removeFence(dir: string): Promise<void> {
+  await rm(join(dir, FENCE), { force: true });
   await syncDir(dir);
 }

@@ -3,8 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { constants, type Stats } from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { BoomerangError, ConfigError, RemoteError, errorMessage } from '../replication/errors.js';
+import { BoomerangError, ConfigError, ProtocolError, RemoteError, errorMessage } from '../replication/errors.js';
+import { FileDisk, type BlockDevice } from '../replication/disk.js';
 import { isDiskId } from '../replication/position.js';
+import type { OpenRequest } from '../replication/resync/messages.js';
+import { createResyncTargetServer, type ResyncTargetSession } from '../replication/resync/target-service.js';
 import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
 import { createControlApi, listenControl } from '../runtime/control.js';
 import { volumeFacts } from '../runtime/volume.js';
@@ -37,6 +40,14 @@ export interface MasterTargetOptions {
   material: TlsMaterial;
   token: string;
   control?: Endpoint;
+  /**
+   * Where agents reach the resync target of the attached disks (delta resync: they compare their
+   * disk with the replica, then send the differing blocks through the PS as usual).
+   * @default the host of `listen`, port 0 (any free port; reported in the heartbeat)
+   */
+  resyncListen?: Endpoint;
+  /** The host reported to the CS for the resync endpoint when it listens on a wildcard address. */
+  advertiseHost?: string;
   log: Logger;
 }
 
@@ -106,8 +117,14 @@ export class MasterTarget {
   readonly applyStats: ApplyStats = { batches: 0, bytes: 0, refused: 0, lastRefusal: undefined };
   private readonly applied = new EventEmitter();
   private server: DataServer | undefined;
+  private resyncServer: DataServer | undefined;
+  /** Resync sessions open now (updated live) and the totals of those that ended. */
+  private readonly resyncSessions = new Set<ResyncTargetSession>();
+  readonly resyncStats = { sessions: 0, batchesCompared: 0, waits: 0, errors: 0 };
   private control: ReturnType<typeof createControlApi> | undefined;
   endpoint: Endpoint | undefined;
+  /** The resync target's bound address. */
+  resyncEndpoint: Endpoint | undefined;
   controlEndpoint: Endpoint | undefined;
 
   private constructor(private readonly o: MasterTargetOptions) {
@@ -161,8 +178,100 @@ export class MasterTarget {
       onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'process server connection error'),
     });
     this.endpoint = await this.server.listen(o.listen);
+    this.resyncServer = createResyncTargetServer({
+      material: o.material,
+      token: o.token,
+      openDisk: (id, request) => this.openResyncDisk(id, request),
+      waitApplied: (id, lineage, seq, signal) => this.waitApplied(id, lineage, seq, signal),
+      onOpen: (session) => {
+        this.resyncSessions.add(session);
+        o.log.info({ disk: session.diskId, fence: session.fence }, 'resync session opened');
+      },
+      onSession: (session) => {
+        this.resyncSessions.delete(session);
+        this.resyncStats.sessions++;
+        this.resyncStats.batchesCompared += session.batchesCompared;
+        this.resyncStats.waits += session.waits;
+        if (session.error !== undefined) this.resyncStats.errors++;
+        const fields = { disk: session.diskId, batchesCompared: session.batchesCompared, regionsDifferent: session.regionsDifferent, waits: session.waits };
+        if (session.error === undefined) o.log.info(fields, 'resync session ended');
+        else o.log.warn({ ...fields, error: errorMessage(session.error) }, 'resync session ended with an error');
+      },
+      onError: (err, peer) => o.log.warn({ peer, error: errorMessage(err) }, 'resync connection error'),
+    });
+    this.resyncEndpoint = await this.resyncServer.listen(o.resyncListen ?? { host: o.listen.host, port: 0 });
     if (o.control) await this.startControl(o.control);
-    o.log.info({ listen: this.endpoint, control: this.controlEndpoint, disks: this.diskIds(), frozen: [...this.frozen] }, 'master target started');
+    o.log.info({ listen: this.endpoint, resync: this.resyncEndpoint, control: this.controlEndpoint, disks: this.diskIds(), frozen: [...this.frozen] }, 'master target started');
+  }
+
+  /** Where agents are told to reach the resync target (a wildcard listen address is replaced by `advertiseHost`). */
+  advertisedResyncEndpoint(): Endpoint | undefined {
+    const e = this.resyncEndpoint;
+    if (!e) return undefined;
+    const wildcard = e.host === '0.0.0.0' || e.host === '::' || e.host === '';
+    return { host: wildcard ? (this.o.advertiseHost ?? e.host) : e.host, port: e.port };
+  }
+
+  /**
+   * A resync session's view of a replica: its target file, read only (the differences reach the
+   * replica as batches through the PS, behind the journal, never over this connection). The
+   * session's fence is made durable first.
+   */
+  private async openResyncDisk(id: string, request: OpenRequest): Promise<BlockDevice> {
+    const d = this.disks.get(id);
+    const entry = this.entries.get(id);
+    if (!d || !entry) throw new RemoteError('UNKNOWN_DISK', `master target ${this.o.name} has no disk ${id}`, { retryable: true });
+    if (request.fence) {
+      await d.fence(request.fence.lineage, request.fence.time);
+      this.o.log.info({ disk: id, fence: request.fence }, 'resync fence: batches of older lineages will be dropped');
+    }
+    const file = await FileDisk.open(entry.target, { readOnly: true });
+    const readOnly = (): Promise<never> => Promise.reject(new ProtocolError('RESYNC_READ_ONLY', `disk ${id} is a replica: its differences must come through the process server`));
+    return {
+      size: file.size,
+      read: (offset, length) => file.read(offset, length),
+      readInto: (into, offset) => file.readInto(into, offset),
+      write: readOnly,
+      writeZeroes: readOnly,
+      flush: async () => undefined,
+      close: () => file.close(),
+    };
+  }
+
+  /**
+   * Resolves once disk `id` has applied `seq` of `lineage`; rejects when it never will (the
+   * lineage was superseded or closed here, or the disk went away) or `signal` aborts.
+   */
+  waitApplied(id: string, lineage: string, seq: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = (): boolean => {
+        const d = this.disks.get(id);
+        if (!d) throw new RemoteError('UNKNOWN_DISK', `master target ${this.o.name} has no disk ${id} any more`, { retryable: true });
+        const p = d.position();
+        if (p && p.lineage === lineage && p.lastSeq >= seq) return true;
+        if (d.isRetired(lineage) || (p && p.lineage === lineage && p.closed))
+          throw new RemoteError('RESYNC_LINEAGE_ENDED', `disk ${id}: lineage ${lineage} ended here before seq ${seq}`);
+        return false;
+      };
+      const done = (err?: unknown) => {
+        this.applied.off(id, onApplied);
+        signal.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve();
+        else reject(err instanceof Error ? err : new Error(String(err)));
+      };
+      const onApplied = () => {
+        try {
+          if (check()) done();
+        } catch (err) {
+          done(err);
+        }
+      };
+      const onAbort = () => done(signal.reason ?? new Error('aborted'));
+      this.applied.on(id, onApplied);
+      signal.addEventListener('abort', onAbort);
+      if (signal.aborted) onAbort();
+      else onApplied();
+    });
   }
 
   private async openReplica(id: string, entry: DiskEntry): Promise<ReplicaDisk> {
@@ -426,6 +535,11 @@ export class MasterTarget {
     return {
       name: this.o.name,
       apply: this.applyStats,
+      resync: {
+        endpoint: this.resyncEndpoint,
+        ...this.resyncStats,
+        open: [...this.resyncSessions].map((x) => ({ diskId: x.diskId, fence: x.fence, batchesCompared: x.batchesCompared, regionsDifferent: x.regionsDifferent, waits: x.waits })),
+      },
       disks: Object.fromEntries(
         [...this.disks].map(([id, d]) => [
           id,
@@ -436,6 +550,8 @@ export class MasterTarget {
             position: d.position(),
             recoveryPoints: d.recoveryPoints().length,
             health: d.health(),
+            fence: d.currentFence,
+            fencedBatches: d.fencedBatches,
             rpoMs: this.rpo.get(id)?.summary(),
           },
         ]),
@@ -453,6 +569,7 @@ export class MasterTarget {
       mt: {
         platform: process.platform === 'win32' ? ('windows' as const) : ('linux' as const),
         retentionPath: this.o.retentionDir,
+        ...(this.advertisedResyncEndpoint() ? { resyncEndpoint: this.advertisedResyncEndpoint()! } : {}),
         volumes: [volume],
         journals: [...this.disks].flatMap(([diskId, d]) => {
           const p = d.position();
@@ -562,6 +679,7 @@ export class MasterTarget {
 
   async stop(): Promise<void> {
     await this.control?.close();
+    await this.resyncServer?.close();
     await this.server?.close();
     await this.lifecycle.run(async () => undefined); // attach / release under way finish first
     for (const d of this.disks.values()) await d.close();

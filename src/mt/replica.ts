@@ -6,7 +6,7 @@ import { isDiskId, type LineageId } from '../replication/position.js';
 import { isNoSpace, RetentionFullError } from './errors.js';
 import { framedLength, RECORD_HEADER_BYTES } from './frame.js';
 import type { JournalIndex, RecoveryPoint } from './journal-index.js';
-import { journalDir, prepareRetentionDir, readIntent, writeIntent, type RestoreIntent } from './layout.js';
+import { journalDir, prepareRetentionDir, readFence, readIntent, removeFence, writeFence, writeIntent, type FenceRecord, type RestoreIntent } from './layout.js';
 import { DiskLock } from './lock.js';
 import { Mutex } from './mutex.js';
 import { encodeCommit, encodeState, encodeUndo, type CommitRecord } from './records.js';
@@ -121,6 +121,8 @@ export class ReplicaDisk {
   private pausedReason: string | undefined;
   private failure: unknown;
   private closed = false;
+  /** Batches dropped by the fence (obsolete), for status and tests. */
+  fencedBatches = 0;
 
   private constructor(
     private readonly o: Settings,
@@ -129,6 +131,7 @@ export class ReplicaDisk {
     private index: JournalIndex,
     private readonly lock: DiskLock,
     readonly openReport: OpenReport,
+    private fenceRecord: FenceRecord | undefined,
   ) {}
 
   /**
@@ -162,7 +165,13 @@ export class ReplicaDisk {
         ({ index } = await scanJournal(store));
         report.finishedRestoreInPlace = true;
       }
-      return new ReplicaDisk(o, target, store, index, lock, report);
+      let fence = await readFence(o.retentionDir);
+      if (fence && (index.state.lineage === fence.lineage || index.state.retired.has(fence.lineage))) {
+        // Its lineage started before the crash: the fence had done its work.
+        await removeFence(o.retentionDir);
+        fence = undefined;
+      }
+      return new ReplicaDisk(o, target, store, index, lock, report, fence);
     } catch (err) {
       await store?.close();
       await target?.close();
@@ -178,6 +187,35 @@ export class ReplicaDisk {
   /** Applies the next batch; answers duplicates and obsolete batches without changing anything. */
   apply(batch: Batch): Promise<ApplyResult> {
     return this.mutex.run(() => this.applyLocked(batch));
+  }
+
+  /**
+   * The fence of a resync session (see the resync protocol's `open`): from now on a batch of any
+   * lineage other than `lineage` that was sealed before `time` (the source's clock) is obsolete —
+   * acknowledged as such and never applied, so the process server drops it. Those are batches of
+   * older lineages still in a spool; applied after the compare found a range equal, they would
+   * silently make the replica diverge. Durable before it resolves, and taken after any apply
+   * under way. The fence ends once `lineage` has started here (every older batch was ahead of its
+   * first one in the stream), or once a batch of another lineage sealed at or after `time`
+   * arrives (a lineage the source began after the fence; the source keeps its batch clock at or
+   * above `time` from then on).
+   */
+  fence(lineage: LineageId, time: number): Promise<void> {
+    return this.mutex.run(async () => {
+      this.usable();
+      await writeFence(this.o.retentionDir, { lineage, time });
+      this.fenceRecord = { lineage, time };
+    });
+  }
+
+  /** The fence in force, if any. */
+  get currentFence(): FenceRecord | undefined {
+    return this.fenceRecord;
+  }
+
+  /** Whether `lineage` was superseded here: its batches can no longer be applied. */
+  isRetired(lineage: LineageId): boolean {
+    return this.index.state.retired.has(lineage);
   }
 
   /** Resolves once every operation called before it (an apply under way, say) has settled. */
@@ -317,6 +355,14 @@ export class ReplicaDisk {
     this.usable();
     const answer = (status: ApplyStatus): ApplyResult => ({ status, lineage: batch.lineage, lastSeq: batch.lastSeq });
     if (batch.diskId !== this.o.diskId) throw new RemoteError('WRONG_DISK', `batch for disk ${batch.diskId} sent to replica ${this.o.diskId}`);
+    const fence = this.fenceRecord;
+    if (fence && batch.lineage !== fence.lineage) {
+      if (batch.lastTime < fence.time) {
+        this.fencedBatches++;
+        return answer('obsolete');
+      }
+      await this.endFence(); // a lineage begun after the fence
+    }
     const status = classifyBatch(this.index.state, batch);
     if (status !== 'applied') return answer(status);
     for (const e of batch.extents) {
@@ -378,7 +424,19 @@ export class ReplicaDisk {
     }
     this.index.addCommit(segment, tailStart, undo, commit);
     this.pausedReason = undefined;
+    if (fence && batch.lineage === fence.lineage) await this.endFence();
     return answer('applied');
+  }
+
+  /** Drops the fence (its file first only if it is still ours; a crash before this is handled at open). */
+  private async endFence(): Promise<void> {
+    this.fenceRecord = undefined;
+    try {
+      await removeFence(this.o.retentionDir);
+    } catch {
+      // Harmless: at the next open the fence is dropped because its lineage has started, and a
+      // stale one ends at the first batch sealed after it.
+    }
   }
 
   /** The batch's undo records, each framed and ready to append. */

@@ -16,6 +16,7 @@ import { generateToken } from '../../src/security/token.js';
  * The three data-path components in this process (agent → PS → MT on loopback), for tests that
  * call their runtime methods directly: protect/unprotect, attach/freeze/restore/release,
  * drain/discard. Paths: site-a/<disk>.img (source), site-b/<disk>.img (replica).
+ * BOOMERANG_TEST_LOG=info (or debug) prints the components' logs.
  */
 
 export const MiB = 1024 * 1024;
@@ -121,6 +122,8 @@ export interface StackOptions {
   /** Attach the replicas on the MT at start (default), or leave the MT without disks. */
   attach?: boolean;
   agent?: Partial<AgentOptions>;
+  /** Start the agent in this process (default); false when a test runs it elsewhere. */
+  startAgent?: boolean;
 }
 
 export class Stack {
@@ -157,10 +160,10 @@ export class Stack {
         masterTarget: s.mt.endpoint!,
         material: s.material,
         token: s.token,
-        log: createLogger('ps', 'silent'),
+        log: createLogger('ps', process.env.BOOMERANG_TEST_LOG ?? 'silent'),
       });
       if (o.attach !== false) for (const d of o.disks) await s.mt.attachDisk({ id: d.id, target: s.replica(d.id), sizeBytes: d.sizeBytes });
-      await s.startAgent();
+      if (o.startAgent !== false) await s.startAgent();
     } catch (err) {
       await s.stop();
       throw err;
@@ -176,7 +179,7 @@ export class Stack {
       disks: [],
       material: this.material,
       token: this.token,
-      log: createLogger('mt', 'silent'),
+      log: createLogger('mt', process.env.BOOMERANG_TEST_LOG ?? 'silent'),
     };
   }
 
@@ -189,7 +192,7 @@ export class Stack {
       material: this.material,
       token: this.token,
       disks: overrides.disks ?? this.o.disks.map((d) => ({ id: d.id, path: this.source(d.id), sizeBytes: d.sizeBytes, ...(d.protect === undefined ? {} : { protect: d.protect }) })),
-      log: createLogger('agent', 'silent'),
+      log: createLogger('agent', process.env.BOOMERANG_TEST_LOG ?? 'silent'),
       bookmarkIntervalMs: 0,
       ...this.o.agent,
     });
@@ -215,6 +218,17 @@ export class Stack {
     await this.agent?.stop({ drainTimeoutMs: 0 }).catch(() => undefined);
     await this.ps?.stop().catch(() => undefined);
     await this.mt?.stop().catch(() => undefined);
+  }
+}
+
+/** Polls `probe` (every few ms) until it returns a value other than undefined; throws after `timeoutMs`. */
+export async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
 

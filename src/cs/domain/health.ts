@@ -53,6 +53,10 @@ export const MtHealth = Type.Object(
     platform: Type.Optional(Type.Union([Type.Literal('linux'), Type.Literal('windows')])),
     /** Where the journals are kept; the defaults (/mnt/retention, R:) when absent. */
     retentionPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    /** Where agents reach the MT's resync target (delta resync of the disks attached here). */
+    resyncEndpoint: Type.Optional(
+      Type.Object({ host: Type.String({ minLength: 1, maxLength: 253 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+    ),
     volumes: Type.Array(MtVolume, { maxItems: 64 }),
     journals: Type.Array(MtJournal, { maxItems: 4096 }),
   },
@@ -69,7 +73,7 @@ export const AgentDisk = Type.Object(
     resyncRequired: Type.Boolean(),
     /** False while the disk is only served (passthrough), before protection or after it ends. */
     protected: Type.Optional(Type.Boolean()),
-    /** Resync progress in regions, while one runs. */
+    /** Resync progress in bytes (compared or copied, of the total to do), while one runs. */
     resyncDone: Type.Optional(Type.Integer({ minimum: 0 })),
     resyncTotal: Type.Optional(Type.Integer({ minimum: 0 })),
   },

@@ -43,7 +43,8 @@ export function commitKind(deps: LifecycleDeps) {
           // The old source is usually off after a failover; when it still runs, it must stop sending.
           const { item, disks } = await current(ctx, ctx.params.itemId);
           const roles = rolesFor(item, item.direction);
-          if (!(await isAlive(deps, ctx, roles.agentId))) return;
+          const machine = roles.sourceMachineId === null ? undefined : await ctx.db.selectFrom('machines').select('state').where('id', '=', roles.sourceMachineId).executeTakeFirst();
+          if (machine?.state === 'stopped' || !(await isAlive(deps, ctx, roles.agentId))) return;
           for (const d of disks) await tryCommand(deps, ctx, roles.agentId, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 1000 }, d.disk_id, 15_000);
         },
       },

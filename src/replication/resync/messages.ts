@@ -1,5 +1,5 @@
 import { ProtocolError } from '../errors.js';
-import { isDiskId } from '../position.js';
+import { isDiskId, isLineage, lineageFromBytes, lineageToBytes, type LineageId } from '../position.js';
 import { jsonPayload, parseJson } from '../transport.js';
 import { bitmapBytes, countBits, getBit, paddingIsZero } from './bits.js';
 import { ResyncError } from './errors.js';
@@ -20,6 +20,14 @@ import { blocksIn, checkLayout, regionsIn, type ResyncLayout } from './layout.js
  *   37 zero     source → target  offset u64 | length u32
  *   38 flush    source → target  id u32: make every write so far durable
  *   39 flushed  target → source  id u32
+ *   40 wait     source → target  id u32 | seq u64 | lineage (16 bytes): answer once the target's
+ *                                replication stream has applied `seq` of `lineage` (the capture sink)
+ *   41 reached  target → source  id u32
+ *
+ * `open` may carry a fence {fenceLineage, fenceTime}: the target is a replica fed by a replication
+ * stream (the master target), and batches of any other lineage sealed before `fenceTime` (the
+ * source's clock) must never be applied to it again — they could undo what the compare found
+ * equal. The target makes the fence durable before it answers `ready`.
  *
  * Offsets and lengths are bytes (little-endian). A compare covers whole regions (the last one may
  * be short at the end of the disk); diffs come back in request order. Every message is checked
@@ -35,7 +43,16 @@ export const ResyncFrame = Object.freeze({
   zero: 37,
   flush: 38,
   flushed: 39,
+  wait: 40,
+  reached: 41,
 });
+
+/** See `open`: no batch of another lineage sealed before `time` may be applied after the compare. */
+export interface ResyncFence {
+  lineage: LineageId;
+  /** Milliseconds since the epoch, on the source's batch clock. */
+  time: number;
+}
 
 export interface OpenRequest {
   diskId: string;
@@ -44,6 +61,7 @@ export interface OpenRequest {
   hash: HashSuite;
   key: Buffer;
   allowLargerTarget: boolean;
+  fence?: ResyncFence;
 }
 
 export interface OpenReply {
@@ -128,6 +146,7 @@ export function encodeOpen(o: OpenRequest): Buffer {
     hash: o.hash,
     key: o.key.toString('base64'),
     allowLargerTarget: o.allowLargerTarget,
+    ...(o.fence ? { fenceLineage: o.fence.lineage, fenceTime: o.fence.time } : {}),
   });
 }
 
@@ -147,7 +166,13 @@ export function decodeOpen(payload: Buffer): OpenRequest {
   const key = Buffer.from(v.key, 'base64');
   if (key.length !== hashKeyBytes(v.hash) || key.toString('base64') !== v.key) malformed(`open: a ${v.hash} key is ${hashKeyBytes(v.hash)} bytes of base64`);
   if (typeof v.allowLargerTarget !== 'boolean') malformed('open: allowLargerTarget is not a boolean');
-  return { diskId: v.diskId, sourceSize: v.sourceSize as number, layout, hash: v.hash, key, allowLargerTarget: v.allowLargerTarget };
+  const request: OpenRequest = { diskId: v.diskId, sourceSize: v.sourceSize as number, layout, hash: v.hash, key, allowLargerTarget: v.allowLargerTarget };
+  if (v.fenceLineage !== undefined || v.fenceTime !== undefined) {
+    if (typeof v.fenceLineage !== 'string' || !isLineage(v.fenceLineage)) malformed('open: fenceLineage is not a lineage id');
+    if (!Number.isSafeInteger(v.fenceTime) || (v.fenceTime as number) < 0) malformed('open: fenceTime is not a time');
+    request.fence = { lineage: v.fenceLineage, time: v.fenceTime as number };
+  }
+  return request;
 }
 
 export function encodeReady(r: OpenReply): Buffer {
@@ -286,4 +311,23 @@ export function encodeId(id: number): Buffer {
 export function decodeId(p: Buffer, what: string): number {
   if (p.length !== 4) malformed(`${what}: wrong length`);
   return p.readUInt32LE(0);
+}
+
+export interface WaitRequest {
+  id: number;
+  lineage: LineageId;
+  seq: number;
+}
+
+export function encodeWait(w: WaitRequest): Buffer {
+  const b = Buffer.allocUnsafe(28);
+  b.writeUInt32LE(w.id >>> 0, 0);
+  writeU64(b, w.seq, 4);
+  lineageToBytes(w.lineage, b, 12);
+  return b;
+}
+
+export function decodeWait(p: Buffer): WaitRequest {
+  if (p.length !== 28) malformed('wait: wrong length');
+  return { id: p.readUInt32LE(0), seq: readU64(p, 4), lineage: lineageFromBytes(p, 12) };
 }

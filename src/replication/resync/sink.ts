@@ -14,8 +14,9 @@
  *    never overwrite a newer captured write. A zero extent may be read back non-zero by then;
  *    the sink sends what it reads.
  *  - `flush` resolves once everything written before it is durable where the caller keeps it
- *    (the standalone sink: fsynced on the target; the agent: acknowledged by the process server),
- *    so that a cursor reported after it can be persisted and trusted after a crash.
+ *    (the standalone sink: fsynced on the target; the agent: *applied* by the master target —
+ *    stored by the process server is not enough, see src/agent/delta-resync.ts), so that a
+ *    cursor reported after it can be persisted and trusted after a crash.
  */
 export interface ResyncExtent {
   offset: number;

@@ -10,6 +10,7 @@ import {
   encodeCompare,
   encodeId,
   encodeOpen,
+  encodeWait,
   encodeWrite,
   encodeZero,
   ResyncFrame,
@@ -34,6 +35,7 @@ interface Pending<T> {
 export class RemoteTarget implements TargetHashClient {
   private readonly compares: (Pending<DiffReply> & { req: CompareRequest })[] = [];
   private readonly flushes = new Map<number, Pending<void>>();
+  private readonly waits = new Map<number, Pending<void>>();
   private opening: Pending<OpenReply> | undefined;
   private layout: ResyncLayout | undefined;
   private failure: Error | undefined;
@@ -86,6 +88,17 @@ export class RemoteTarget implements TargetHashClient {
     const id = this.nextFlushId++;
     const done = new Promise<void>((resolve, reject) => this.flushes.set(id, { resolve, reject }));
     this.send(ResyncFrame.flush, [encodeId(id)]).catch((err: Error) => this.fail(err));
+    return done;
+  }
+
+  /**
+   * Resolves once the replication stream that feeds the target (a master target's replica) has
+   * applied `seq` of `lineage`: what the capture sink's flush waits for. Many may be pending.
+   */
+  waitApplied(lineage: string, seq: number): Promise<void> {
+    const id = this.nextFlushId++;
+    const done = new Promise<void>((resolve, reject) => this.waits.set(id, { resolve, reject }));
+    this.send(ResyncFrame.wait, [encodeWait({ id, lineage, seq })]).catch((err: Error) => this.fail(err));
     return done;
   }
 
@@ -160,6 +173,14 @@ export class RemoteTarget implements TargetHashClient {
         p.resolve();
         return;
       }
+      case ResyncFrame.reached: {
+        const id = decodeId(f.payload, 'reached');
+        const p = this.waits.get(id);
+        if (!p) throw new ProtocolError('RESYNC_UNEXPECTED', `reached ${id} without a wait`);
+        this.waits.delete(id);
+        p.resolve();
+        return;
+      }
       case FrameType.error: {
         const e = parseJson<{ code?: unknown; message?: unknown }>(f, 'error');
         throw new RemoteError(String(e.code), `resync target: ${String(e.message)}`);
@@ -177,6 +198,8 @@ export class RemoteTarget implements TargetHashClient {
     for (const c of this.compares.splice(0)) c.reject(failure);
     for (const p of this.flushes.values()) p.reject(failure);
     this.flushes.clear();
+    for (const p of this.waits.values()) p.reject(failure);
+    this.waits.clear();
     this.socket.destroy();
   }
 }

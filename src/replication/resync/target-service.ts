@@ -8,22 +8,52 @@ import { BufferPool } from './buffer-pool.js';
 import { answerCompare } from './compare.js';
 import { createDigester, type Digester } from './hashing.js';
 import { checkSizes } from './layout.js';
-import { decodeCompare, decodeId, decodeOpen, decodeWrite, decodeZero, encodeDiff, encodeId, encodeReady, ResyncFrame, type ResyncSpan } from './messages.js';
+import {
+  decodeCompare,
+  decodeId,
+  decodeOpen,
+  decodeWait,
+  decodeWrite,
+  decodeZero,
+  encodeDiff,
+  encodeId,
+  encodeReady,
+  ResyncFrame,
+  type OpenRequest,
+  type ResyncFence,
+  type ResyncSpan,
+} from './messages.js';
 
 export interface ResyncTargetOptions {
-  /** Opens the target disk the source names (the service closes it when the session ends). */
-  openDisk(diskId: string): Promise<BlockDevice>;
+  /**
+   * Opens the target disk the source names (the service closes it when the session ends). The
+   * whole open request is passed on: a replica fed by a replication stream must make its `fence`
+   * durable before it resolves (see messages.ts).
+   */
+  openDisk(diskId: string, request: OpenRequest): Promise<BlockDevice>;
+  /**
+   * Resolves once the replication stream feeding this target has applied `seq` of `lineage` (the
+   * capture sink's flush); rejects when it never will. Without it `wait` is refused: a standalone
+   * target has no stream.
+   */
+  waitApplied?(diskId: string, lineage: string, seq: number, signal: AbortSignal): Promise<void>;
   /** Compare requests read and hashed ahead of the diffs being sent (memory: this many batches). */
   readAhead?: number;
+  /** Told of each session once it is open (the object is updated live until the session ends). */
+  onOpen?(session: ResyncTargetSession): void;
 }
 
 export interface ResyncTargetSession {
   diskId: string | undefined;
+  /** The fence the source asked for, if any. */
+  fence: ResyncFence | undefined;
   batchesCompared: number;
   regionsDifferent: number;
   bytesWritten: number;
   bytesZeroed: number;
   flushes: number;
+  /** `wait` requests answered. */
+  waits: number;
   /** Why the session was refused or broke off; undefined when the source closed normally. */
   error: unknown;
 }
@@ -51,9 +81,12 @@ interface OpenSession {
  */
 export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGenerator<Frame> }, o: ResyncTargetOptions): Promise<ResyncTargetSession> {
   const { socket, frames } = conn;
-  const session: ResyncTargetSession = { diskId: undefined, batchesCompared: 0, regionsDifferent: 0, bytesWritten: 0, bytesZeroed: 0, flushes: 0, error: undefined };
+  const session: ResyncTargetSession = { diskId: undefined, fence: undefined, batchesCompared: 0, regionsDifferent: 0, bytesWritten: 0, bytesZeroed: 0, flushes: 0, waits: 0, error: undefined };
   let open: OpenSession | undefined;
   let replies: Promise<void> = Promise.resolve();
+  // Waits for the replication stream are answered as they resolve, while compares go on.
+  const ended = new AbortController();
+  const waits = new Set<Promise<void>>();
   // Writes are applied concurrently (they never overlap: each block is sent once per session, and
   // never into a batch still being compared); waiting for each in turn would queue it behind the
   // compare reads in the thread pool and stall the whole pipeline.
@@ -87,7 +120,8 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
       if (f.type !== ResyncFrame.open) throw new ProtocolError('RESYNC_UNEXPECTED', `the first resync message must be open, not frame type ${f.type}`);
       const request = decodeOpen(f.payload);
       session.diskId = request.diskId;
-      const disk = await o.openDisk(request.diskId);
+      session.fence = request.fence;
+      const disk = await o.openDisk(request.diskId, request);
       let end: number;
       try {
         end = checkSizes(request.sourceSize, disk.size, request.allowLargerTarget);
@@ -97,6 +131,7 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
       }
       open = { disk, span: { end, layout: request.layout }, digester: createDigester(request.hash, request.key), pool: new BufferPool(Math.max(1, o.readAhead ?? 8), request.layout.batchBytes) };
       await writeFrame(socket, ResyncFrame.ready, encodeReady({ targetSize: disk.size }));
+      o.onOpen?.(session);
       return;
     }
     const { disk, span, digester, pool } = open;
@@ -139,6 +174,24 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
         await writeFrame(socket, ResyncFrame.flushed, encodeId(id));
         return;
       }
+      case ResyncFrame.wait: {
+        const w = decodeWait(f.payload);
+        const waitApplied = o.waitApplied;
+        if (!waitApplied) throw new ProtocolError('RESYNC_UNEXPECTED', 'this resync target is not fed by a replication stream: wait is not served');
+        const diskId = session.diskId!;
+        const tracked: Promise<void> = waitApplied(diskId, w.lineage, w.seq, ended.signal)
+          .then(async () => {
+            if (session.error !== undefined || ended.signal.aborted) return;
+            session.waits++;
+            await writeFrame(socket, ResyncFrame.reached, encodeId(w.id));
+          })
+          .catch((err: unknown) => {
+            if (!ended.signal.aborted) fail(err);
+          })
+          .finally(() => waits.delete(tracked));
+        waits.add(tracked);
+        return;
+      }
       default:
         throw new ProtocolError('RESYNC_UNEXPECTED', `frame type ${f.type} is not expected during a resync`);
     }
@@ -152,6 +205,8 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
   } catch (err) {
     fail(err); // the connection broke
   }
+  ended.abort();
+  await Promise.all(waits);
   await replies;
   await Promise.all(writes);
   if (open) {
