@@ -18,72 +18,21 @@
  * interface during the run (/proc/net/dev, TCP/IP headers included: all hops together).
  * Every replica is verified byte for byte (sha256 of the whole file).
  */
-import { copyFile, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { Cluster } from '../src/lab/cluster.js';
 import { hashFile } from '../src/lab/hash.js';
-import { Prng } from '../src/lab/prng.js';
+import { changeRandomBlocks, coldCache, writeSeededImage } from '../src/lab/images.js';
 import type { Endpoint } from '../src/replication/transport.js';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const BLOCK = 4096;
 const SEED = 0x7e9d;
 const DISK = 'disk0';
 
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
-
-async function writeImage(path: string, size: number): Promise<void> {
-  const prng = new Prng(SEED);
-  const fh = await open(path, 'w');
-  try {
-    const buf = Buffer.allocUnsafe(MiB);
-    for (let at = 0; at < size; at += MiB) {
-      const chunk = buf.subarray(0, Math.min(MiB, size - at));
-      prng.fill(chunk);
-      await fh.write(chunk, 0, chunk.length, at);
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Rewrites `percent` % of the 4 KiB blocks, distinct, chosen at random; returns the bytes changed. */
-async function changeBlocks(path: string, size: number, percent: number): Promise<number> {
-  const total = Math.floor(size / BLOCK);
-  const count = Math.round((total * percent) / 100);
-  const prng = new Prng(SEED + 1);
-  const order = new Uint32Array(total);
-  for (let i = 0; i < total; i++) order[i] = i;
-  const fh = await open(path, 'r+');
-  try {
-    const data = Buffer.allocUnsafe(BLOCK);
-    for (let i = 0; i < count; i++) {
-      const j = i + prng.int(total - i);
-      const b = order[j]!;
-      order[j] = order[i]!;
-      order[i] = b;
-      await fh.write(prng.fill(data), 0, BLOCK, b * BLOCK);
-    }
-  } finally {
-    await fh.close();
-  }
-  return count * BLOCK;
-}
-
-async function coldCache(): Promise<boolean> {
-  await run('sync');
-  try {
-    await writeFile('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Bytes the loopback interface received so far (each loopback byte is counted once there). */
 async function loopbackBytes(): Promise<number | undefined> {
@@ -167,9 +116,9 @@ async function main(): Promise<void> {
   try {
     const pristine = join(dir, 'pristine.img');
     const changed = join(dir, 'changed.img');
-    await writeImage(pristine, diskBytes);
+    await writeSeededImage(pristine, diskBytes, SEED);
     await copyFile(pristine, changed);
-    const bytesChanged = await changeBlocks(changed, diskBytes, percent);
+    const bytesChanged = (await changeRandomBlocks(changed, diskBytes, percent, SEED + 1, BLOCK)).bytes;
     const delta = await reprotect('delta', pristine, changed, diskBytes);
     const copy = await reprotect('copy', pristine, changed, diskBytes);
     const perChanged = (n: number | null) => (n === null || bytesChanged === 0 ? null : round(n / bytesChanged));

@@ -29,7 +29,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { hashFile } from '../src/lab/hash.js';
-import { Prng } from '../src/lab/prng.js';
+import { changeRandomBlocks, coldCache, writeSeededImage } from '../src/lab/images.js';
 import { FileDisk } from '../src/replication/disk.js';
 import { runResync, RESYNC_DEFAULTS, type ResyncResult } from '../src/replication/resync/engine.js';
 import { isHashSuite, type HashSuite } from '../src/replication/resync/hashing.js';
@@ -70,17 +70,6 @@ async function serveTarget(configPath: string): Promise<void> {
 
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
 
-/** sync, then drop the page cache if we may: every timed run starts with nothing cached. */
-async function coldCache(): Promise<boolean> {
-  await run('sync');
-  try {
-    await writeFile('/proc/sys/vm/drop_caches', '3');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Reads a file once so that it is in the page cache. */
 async function warm(path: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -90,45 +79,6 @@ async function warm(path: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-async function writeImage(path: string, size: number, zeroPercent: number): Promise<void> {
-  const prng = new Prng(SEED);
-  const fh = await open(path, 'w');
-  try {
-    const buf = Buffer.allocUnsafe(MiB);
-    for (let at = 0; at < size; at += MiB) {
-      const chunk = buf.subarray(0, Math.min(MiB, size - at));
-      if (prng.next() * 100 < zeroPercent) chunk.fill(0);
-      else prng.fill(chunk);
-      await fh.write(chunk, 0, chunk.length, at);
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Overwrites `percent` % of the 4 KiB blocks, chosen at random without repeats; returns the bytes changed. */
-async function changeBlocks(path: string, size: number, percent: number, seed: number): Promise<{ blocks: number; bytes: number }> {
-  const total = Math.floor(size / BLOCK);
-  const count = Math.round((total * percent) / 100);
-  const prng = new Prng(seed);
-  const order = new Uint32Array(total);
-  for (let i = 0; i < total; i++) order[i] = i;
-  const fh = await open(path, 'r+');
-  try {
-    const data = Buffer.allocUnsafe(BLOCK);
-    for (let i = 0; i < count; i++) {
-      const j = i + prng.int(total - i); // partial Fisher–Yates: distinct blocks
-      const b = order[j]!;
-      order[j] = order[i]!;
-      order[i] = b;
-      await fh.write(prng.fill(data), 0, BLOCK, b * BLOCK);
-    }
-  } finally {
-    await fh.close();
-  }
-  return { blocks: count, bytes: count * BLOCK };
 }
 
 /** Kernel TCP counters of our connection to `port` (payload bytes, so TLS records included). */
@@ -273,14 +223,14 @@ async function main(): Promise<void> {
     const pristine = join(dir, 'pristine.img');
     const source = join(dir, 'source.img');
     const target = join(dir, 'target.img');
-    await writeImage(pristine, diskBytes, zeroPercent);
+    await writeSeededImage(pristine, diskBytes, SEED, zeroPercent);
     daemon = await startRsyncDaemon(dir);
     const rsyncVersion = (await run('rsync', ['--version'])).stdout.split('\n')[0];
 
     const runs = [];
     for (const [percent, cache] of [[0, 'cold'], [1, 'cold'], [10, 'cold'], [1, 'warm']] as const) {
       await copyFile(pristine, source);
-      const changed = await changeBlocks(source, diskBytes, percent, SEED + percent);
+      const changed = await changeRandomBlocks(source, diskBytes, percent, SEED + percent, BLOCK);
       await copyFile(pristine, target);
       const ours = await boomerang(source, target, settings, cache);
       await copyFile(pristine, daemon.moduleTarget);

@@ -388,12 +388,7 @@ export class DiskCapture {
         this.stats.resyncBytesRead += length;
         if (this.mustStop(epoch)) return 'aborted';
         this.o.dirty.startResync(r);
-        if (isAllZero(data)) this.addEvent({ offset, length }, 0);
-        else {
-          this.o.budget.take(length);
-          this.stats.resyncBytesSent += length;
-          this.addEvent({ offset, length, data }, length);
-        }
+        this.addResyncRead(offset, data);
       } finally {
         release();
       }
@@ -423,14 +418,20 @@ export class DiskCapture {
         this.o.dirty.release(offset, length);
         throw stopped();
       }
-      if (isAllZero(data)) this.addEvent({ offset, length }, 0);
-      else {
-        this.o.budget.take(length);
-        this.stats.resyncBytesSent += length;
-        this.addEvent({ offset, length, data }, length);
-      }
+      this.addResyncRead(offset, data);
     } finally {
       release();
+    }
+  }
+
+  /** Source bytes read for a resync join the stream: as a zero extent when they are all zero. */
+  private addResyncRead(offset: number, data: Buffer): void {
+    const length = data.length;
+    if (isAllZero(data)) this.addEvent({ offset, length }, 0);
+    else {
+      this.o.budget.take(length);
+      this.stats.resyncBytesSent += length;
+      this.addEvent({ offset, length, data }, length);
     }
   }
 

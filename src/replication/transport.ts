@@ -237,6 +237,8 @@ export interface DataServer {
 
 export function createDataServer(options: DataServerOptions): DataServer {
   const connections = new Set<tls.TLSSocket>();
+  // What the connections are doing (a spool write, an apply): close() waits for it to finish.
+  const handlers = new Set<Promise<void>>();
   const server = tls.createServer({
     ca: options.material.ca,
     cert: options.material.cert,
@@ -253,7 +255,7 @@ export function createDataServer(options: DataServerOptions): DataServer {
     socket.setNoDelay(true);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const timer = setTimeout(() => socket.destroy(), options.helloTimeoutMs ?? 10_000);
-    void (async () => {
+    const handler = (async () => {
       const frames = readFrames(socket);
       const refuse = async (code: string, message: string) => {
         await writeFrame(socket, FrameType.error, jsonPayload({ code, message })).catch(() => undefined);
@@ -278,6 +280,8 @@ export function createDataServer(options: DataServerOptions): DataServer {
         clearTimeout(timer);
       }
     })();
+    handlers.add(handler);
+    void handler.finally(() => handlers.delete(handler));
   });
   server.on('tlsClientError', (err, socket) => {
     options.onError?.(err, `${socket.remoteAddress}:${socket.remotePort}`);
@@ -290,12 +294,13 @@ export function createDataServer(options: DataServerOptions): DataServer {
       if (addr === null || typeof addr === 'string') throw new BoomerangError('LISTEN', 'server has no TCP address');
       return { host: endpoint.host, port: addr.port };
     },
-    close() {
-      return new Promise<void>((resolve) => {
+    async close() {
+      await new Promise<void>((resolve) => {
         if (!server.listening) return resolve();
         server.close(() => resolve());
         for (const s of connections) s.destroy();
       });
+      await Promise.allSettled([...handlers]);
     },
   };
 }

@@ -93,6 +93,23 @@ export class CsHarness {
     return r.json;
   }
 
+  /** Plays a component: long-polls its commands until one of `kind` arrives (bounded). */
+  async nextCommand(token: string, kind: string): Promise<{ id: string; kind: string; params: Record<string, unknown> }> {
+    for (let i = 0; i < 50; i++) {
+      const r = await this.get('/v1/commands?waitSeconds=5', token);
+      assert.equal(r.status, 200, r.text);
+      const found = (r.json as { id: string; kind: string; params: Record<string, unknown> }[]).find((c) => c.kind === kind);
+      if (found) return found;
+    }
+    assert.fail(`no ${kind} command arrived`);
+  }
+
+  /** Plays a component: answers a command. */
+  async answer(token: string, command: { id: string }, body: object): Promise<void> {
+    const r = await this.post(`/v1/commands/${encodeURIComponent(command.id)}/answer`, body, token);
+    assert.equal(r.status, 200, r.text);
+  }
+
   /** Long-polls the job through the API until `done` holds (bounded). */
   async waitForJob(id: string, done: (j: JobView) => boolean = (j) => ['succeeded', 'failed', 'cancelled'].includes(j.state)): Promise<JobView> {
     let job = (await this.get(`/v1/jobs/${id}`)).json as JobView;

@@ -23,20 +23,6 @@ const recordingFabric = (): Fabric => ({
   powerState: async () => 'running',
 });
 
-async function nextCommand(h: CsHarness, token: string, kind: string): Promise<Command> {
-  for (let i = 0; i < 50; i++) {
-    const r = await h.get('/v1/commands?waitSeconds=5', token);
-    assert.equal(r.status, 200, r.text);
-    const found = (r.json as Command[]).find((c) => c.kind === kind);
-    if (found) return found;
-  }
-  assert.fail(`no ${kind} command arrived`);
-}
-
-async function answer(h: CsHarness, token: string, c: Command, body: object): Promise<void> {
-  const r = await h.post(`/v1/commands/${encodeURIComponent(c.id)}/answer`, body, token);
-  assert.equal(r.status, 200, r.text);
-}
 
 async function setup(h: CsHarness, o: { power?: object; retentionFs?: string } = {}) {
   const power = o.power;
@@ -78,9 +64,9 @@ async function setup(h: CsHarness, o: { power?: object; retentionFs?: string } =
 
 /** Plays the components through enable: attach, protect, first point of the new lineage. */
 async function enable(h: CsHarness, s: Awaited<ReturnType<typeof setup>>): Promise<string> {
-  await answer(h, s.mtB.token, await nextCommand(h, s.mtB.token, 'attachDisk'), { ok: true, result: { created: true, adopted: false } });
+  await h.answer(s.mtB.token, await h.nextCommand(s.mtB.token, 'attachDisk'), { ok: true, result: { created: true, adopted: false } });
   const lineage = randomUUID();
-  await answer(h, s.agent.token, await nextCommand(h, s.agent.token, 'protectDisk'), { ok: true, result: { lineage } });
+  await h.answer(s.agent.token, await h.nextCommand(s.agent.token, 'protectDisk'), { ok: true, result: { lineage } });
   const point = { pointId: `${lineage}/3/crash`, bookmarkId: 'b3', kind: 'crash', time: new Date(h.clock.now()).toISOString(), lineage, seq: 3 };
   await h.post('/v1/recovery-points', { disks: [{ diskId: 'web01-disk0', points: [point] }] }, s.mtB.token);
   assert.equal((await h.waitForJob(s.enableJob)).state, 'succeeded');
@@ -93,19 +79,19 @@ test('enable and failover run as jobs that command the components and wait for w
     const { itemId, enableJob, agent, psA, mtB } = await setup(h);
 
     // Enable: the recovery-site MT attaches a replica next to the recovery machine's disk…
-    const attach = await nextCommand(h, mtB.token, 'attachDisk');
+    const attach = await h.nextCommand(mtB.token, 'attachDisk');
     assert.deepEqual(attach.params, { diskId: 'web01-disk0', target: '/b/web01.img.replica', sizeBytes: 1 << 20, adopt: '/b/web01.img' });
     // …a component cannot answer another one's command…
     assert.equal((await h.post(`/v1/commands/${encodeURIComponent(attach.id)}/answer`, { ok: true }, agent.token)).status, 404);
     // …and a malformed answer is refused naming the field.
     const bad = await h.post(`/v1/commands/${encodeURIComponent(attach.id)}/answer`, { ok: false, error: { message: 'x' } }, mtB.token);
     assert.equal(bad.status, 400);
-    await answer(h, mtB.token, attach, { ok: true, result: { created: true, adopted: false } });
+    await h.answer(mtB.token, attach, { ok: true, result: { created: true, adopted: false } });
     // The agent starts a new lineage; the job then waits for the MT's first point of it.
-    const protect = await nextCommand(h, agent.token, 'protectDisk');
+    const protect = await h.nextCommand(agent.token, 'protectDisk');
     assert.deepEqual(protect.params, { diskId: 'web01-disk0', newLineage: true });
     const lineage = randomUUID();
-    await answer(h, agent.token, protect, { ok: true, result: { lineage } });
+    await h.answer(agent.token, protect, { ok: true, result: { lineage } });
     // A point of another lineage does not count.
     const point = (l: string, seq: number) => ({ pointId: `${l}/${seq}/crash`, bookmarkId: `b${seq}`, kind: 'crash', time: new Date(h.clock.now()).toISOString(), lineage: l, seq });
     await h.post('/v1/recovery-points', { disks: [{ diskId: 'web01-disk0', points: [point(randomUUID(), 1)] }] }, mtB.token);
@@ -118,11 +104,11 @@ test('enable and failover run as jobs that command the components and wait for w
     // to the recovery machine's disk, the recovery machine is started.
     const started = await h.post(`/v1/items/${itemId}/failover`, { point: 'b7', shutdownSource: true });
     assert.equal(started.status, 202, started.text);
-    const status = await nextCommand(h, mtB.token, 'diskStatus');
-    await answer(h, mtB.token, status, { ok: true, result: { position: { lineage, lastSeq: 9 }, points: [{ id: `${lineage}/7/crash`, bookmarkId: 'b7', kind: 'crash', time: 1, lineage, seq: 7 }] } });
-    const restore = await nextCommand(h, mtB.token, 'restoreDisk');
+    const status = await h.nextCommand(mtB.token, 'diskStatus');
+    await h.answer(mtB.token, status, { ok: true, result: { position: { lineage, lastSeq: 9 }, points: [{ id: `${lineage}/7/crash`, bookmarkId: 'b7', kind: 'crash', time: 1, lineage, seq: 7 }] } });
+    const restore = await h.nextCommand(mtB.token, 'restoreDisk');
     assert.deepEqual(restore.params, { diskId: 'web01-disk0', point: `${lineage}/7/crash`, outPath: '/b/web01.img' });
-    await answer(h, mtB.token, restore, { ok: true, result: { pointId: `${lineage}/7/crash`, time: 1 } });
+    await h.answer(mtB.token, restore, { ok: true, result: { pointId: `${lineage}/7/crash`, time: 1 } });
     const job = await h.waitForJob(started.json.job.id);
     assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
     assert.deepEqual(powered, ['web01:stop', 'web01:start']);
@@ -137,17 +123,17 @@ test('a component that refuses a command fails the job with its code, and the it
   powered.length = 0;
   await withCs({ jobKinds: (s) => lifecycleJobKinds(s, recordingFabric), lifecyclePollMs: 20, heartbeatIntervalSeconds: 3600 }, async (h) => {
     const { itemId, enableJob, agent, psA, mtB } = await setup(h);
-    const attach = await nextCommand(h, mtB.token, 'attachDisk');
-    await answer(h, mtB.token, attach, { ok: false, error: { code: 'DISK_SIZE_MISMATCH', message: 'target has 5 bytes' } });
+    const attach = await h.nextCommand(mtB.token, 'attachDisk');
+    await h.answer(mtB.token, attach, { ok: false, error: { code: 'DISK_SIZE_MISMATCH', message: 'target has 5 bytes' } });
     // The rollback undoes what may have happened, component by component: capture stopped, the
     // replica released (not handed to anyone: it was not adopted), the spool dropped.
-    const unprotect = await nextCommand(h, agent.token, 'unprotectDisk');
-    await answer(h, agent.token, unprotect, { ok: true, result: { drained: true } });
-    const release = await nextCommand(h, mtB.token, 'releaseDisk');
+    const unprotect = await h.nextCommand(agent.token, 'unprotectDisk');
+    await h.answer(agent.token, unprotect, { ok: true, result: { drained: true } });
+    const release = await h.nextCommand(mtB.token, 'releaseDisk');
     assert.deepEqual(release.params, { diskId: 'web01-disk0' });
-    await answer(h, mtB.token, release, { ok: true });
-    const discard = await nextCommand(h, psA.token, 'discardDisk');
-    await answer(h, psA.token, discard, { ok: true, result: { batches: 0, bytes: 0 } });
+    await h.answer(mtB.token, release, { ok: true });
+    const discard = await h.nextCommand(psA.token, 'discardDisk');
+    await h.answer(psA.token, discard, { ok: true, result: { batches: 0, bytes: 0 } });
     const job = await h.waitForJob(enableJob);
     assert.equal(job.state, 'failed');
     assert.equal(job.error?.code, 'COMMAND_FAILED');
@@ -224,9 +210,9 @@ test('machines powered by hand: the job waits for the operator to confirm each p
     const confirm = await h.post(`/v1/jobs/${jobId}/confirm`, {});
     assert.equal(confirm.status, 200, confirm.text);
     assert.deepEqual(confirm.json.confirmed.map((c: { action: string }) => c.action), ['stop']);
-    const status = await nextCommand(h, s.mtB.token, 'diskStatus');
-    await answer(h, s.mtB.token, status, { ok: true, result: { points: [{ id: `${lineage}/3/crash`, bookmarkId: 'b3', kind: 'crash', time: 1, lineage, seq: 3 }] } });
-    await answer(h, s.mtB.token, await nextCommand(h, s.mtB.token, 'restoreDisk'), { ok: true, result: { pointId: `${lineage}/3/crash`, time: 1 } });
+    const status = await h.nextCommand(s.mtB.token, 'diskStatus');
+    await h.answer(s.mtB.token, status, { ok: true, result: { points: [{ id: `${lineage}/3/crash`, bookmarkId: 'b3', kind: 'crash', time: 1, lineage, seq: 3 }] } });
+    await h.answer(s.mtB.token, await h.nextCommand(s.mtB.token, 'restoreDisk'), { ok: true, result: { pointId: `${lineage}/3/crash`, time: 1 } });
     await h.waitForJob(jobId, (j) => j.tasks.some((t) => t.name === 'start-recovery-machine' && (t.progress.detail ?? '').includes('start web01')));
     assert.equal((await h.post(`/v1/jobs/${jobId}/confirm`, {})).status, 200);
     assert.equal((await h.waitForJob(jobId)).state, 'succeeded');

@@ -17,20 +17,6 @@ interface Command {
 
 const fabric = (): Fabric => ({ kind: 'physical', power: async () => undefined, powerState: async () => 'running' });
 
-async function nextCommand(h: CsHarness, token: string, kind: string): Promise<Command> {
-  for (let i = 0; i < 50; i++) {
-    const r = await h.get('/v1/commands?waitSeconds=5', token);
-    assert.equal(r.status, 200, r.text);
-    const found = (r.json as Command[]).find((c) => c.kind === kind);
-    if (found) return found;
-  }
-  assert.fail(`no ${kind} command arrived`);
-}
-
-async function answer(h: CsHarness, token: string, c: Command, body: object): Promise<void> {
-  const r = await h.post(`/v1/commands/${encodeURIComponent(c.id)}/answer`, body, token);
-  assert.equal(r.status, 200, r.text);
-}
 
 async function enableWith(h: CsHarness, resyncEndpoint: { host: string; port: number } | undefined): Promise<Command> {
   const a = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
@@ -56,9 +42,9 @@ async function enableWith(h: CsHarness, resyncEndpoint: { host: string; port: nu
     recoveryMachineId: recovery.id,
   });
   assert.equal(created.status, 202, created.text);
-  await answer(h, mt.token, await nextCommand(h, mt.token, 'attachDisk'), { ok: true, result: { created: true, adopted: false } });
-  const protect = await nextCommand(h, agent.token, 'protectDisk');
-  await answer(h, agent.token, protect, { ok: true, result: { lineage: randomUUID() } });
+  await h.answer(mt.token, await h.nextCommand(mt.token, 'attachDisk'), { ok: true, result: { created: true, adopted: false } });
+  const protect = await h.nextCommand(agent.token, 'protectDisk');
+  await h.answer(agent.token, protect, { ok: true, result: { lineage: randomUUID() } });
   return protect;
 }
 

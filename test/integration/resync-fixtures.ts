@@ -1,6 +1,7 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeSeededImage } from '../../src/lab/images.js';
 import { Prng } from '../../src/lab/prng.js';
 import { FileDisk } from '../../src/replication/disk.js';
 import { runResync, type ResyncOptions, type ResyncResult } from '../../src/replication/resync/engine.js';
@@ -36,16 +37,10 @@ export function tlsMaterial(): Promise<TlsMaterial> {
 
 /** Writes a disk image of seeded random bytes, with the given [offset, length) ranges zero. */
 export async function writeImage(path: string, size: number, seed: number, zeroRanges: [number, number][] = []): Promise<void> {
-  const prng = new Prng(seed);
-  const fh = await open(path, 'w');
+  await writeSeededImage(path, size, seed);
+  if (zeroRanges.length === 0) return;
+  const fh = await open(path, 'r+');
   try {
-    const buf = Buffer.allocUnsafe(MiB);
-    for (let at = 0; at < size; at += MiB) {
-      const chunk = buf.subarray(0, Math.min(MiB, size - at));
-      prng.fill(chunk);
-      await fh.write(chunk, 0, chunk.length, at);
-    }
-    if (size === 0) await fh.truncate(0);
     for (const [offset, length] of zeroRanges) await fh.write(Buffer.alloc(length), 0, length, offset);
   } finally {
     await fh.close();
