@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { mkdir } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
@@ -7,7 +8,8 @@ import { BoomerangError, errorMessage } from '../replication/errors.js';
 import { newLineage, type LineageId } from '../replication/position.js';
 import type { Endpoint, TlsMaterial } from '../replication/transport.js';
 import type { Logger } from '../runtime/log.js';
-import { createControlApi, listenControl } from '../runtime/control.js';
+import { listenControl } from '../runtime/control.js';
+import { agentControlApi } from './control.js';
 import { NbdServer } from './nbd/server.js';
 import { BufferBudget } from './budget.js';
 import { DiskCapture, type SealedBatch } from './capture.js';
@@ -110,7 +112,7 @@ export class Agent {
   private sender!: PsSender;
   private nbd!: NbdServer;
   private timers: NodeJS.Timeout[] = [];
-  private control: ReturnType<typeof createControlApi> | undefined;
+  private control: FastifyInstance | undefined;
   controlEndpoint: Endpoint | undefined;
   private stopping = false;
   /** Emits a disk id after each acknowledgement of one of its batches. */
@@ -588,54 +590,8 @@ export class Agent {
   }
 
   private async startControl(endpoint: Endpoint): Promise<void> {
-    const app = createControlApi({ material: this.o.material, token: this.o.token, component: `agent ${this.o.name}` });
-    app.get('/status', async () => this.status());
-    app.post<{ Params: { disk: string }; Body: { kind?: BookmarkKind; id?: string } | undefined }>(
-      '/disks/:disk/bookmarks',
-      {
-        schema: {
-          body: {
-            type: ['object', 'null'],
-            additionalProperties: false,
-            properties: { kind: { type: 'string', enum: ['crash', 'app', 'group'] }, id: { type: 'string', minLength: 1, maxLength: 64 } },
-          },
-        },
-      },
-      async (req) => this.bookmark(req.params.disk, req.body?.kind ?? 'crash', req.body?.id),
-    );
-    app.post<{ Params: { disk: string }; Querystring: { newLineage?: boolean }; Body: { resyncTarget?: Endpoint } | undefined }>(
-      '/disks/:disk/protect',
-      {
-        schema: {
-          querystring: { type: 'object', properties: { newLineage: { type: 'boolean' } } },
-          body: {
-            type: ['object', 'null'],
-            additionalProperties: false,
-            properties: {
-              resyncTarget: {
-                type: 'object',
-                required: ['host', 'port'],
-                additionalProperties: false,
-                properties: { host: { type: 'string', minLength: 1, maxLength: 253 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
-              },
-            },
-          },
-        },
-      },
-      async (req) => this.protectDisk(req.params.disk, { newLineage: req.query.newLineage === true, ...(req.body?.resyncTarget ? { resyncTarget: req.body.resyncTarget } : {}) }),
-    );
-    app.post<{ Params: { disk: string }; Querystring: { timeoutMs?: number } }>(
-      '/disks/:disk/unprotect',
-      { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
-      async (req) => this.unprotectDisk(req.params.disk, req.query.timeoutMs ?? 30_000),
-    );
-    app.post<{ Querystring: { timeoutMs?: number } }>(
-      '/drain',
-      { schema: { querystring: { type: 'object', properties: { timeoutMs: { type: 'integer', minimum: 0, maximum: 3_600_000 } } } } },
-      async (req) => ({ drained: await this.drain(req.query.timeoutMs ?? 30_000) }),
-    );
-    this.control = app;
-    this.controlEndpoint = await listenControl(app, endpoint);
+    this.control = agentControlApi(this, { material: this.o.material, token: this.o.token, component: `agent ${this.o.name}` });
+    this.controlEndpoint = await listenControl(this.control, endpoint);
   }
 
   /**

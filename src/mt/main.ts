@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
@@ -9,7 +10,8 @@ import { isDiskId } from '../replication/position.js';
 import type { OpenRequest } from '../replication/resync/messages.js';
 import { createResyncTargetServer, type ResyncTargetSession } from '../replication/resync/target-service.js';
 import { createDataServer, type DataServer, type Endpoint, type TlsMaterial } from '../replication/transport.js';
-import { createControlApi, listenControl } from '../runtime/control.js';
+import { listenControl } from '../runtime/control.js';
+import { masterTargetControlApi } from './control.js';
 import { volumeFacts } from '../runtime/volume.js';
 import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
@@ -121,7 +123,7 @@ export class MasterTarget {
   /** Resync sessions open now (updated live) and the totals of those that ended. */
   private readonly resyncSessions = new Set<ResyncTargetSession>();
   readonly resyncStats = { sessions: 0, batchesCompared: 0, waits: 0, errors: 0 };
-  private control: ReturnType<typeof createControlApi> | undefined;
+  private control: FastifyInstance | undefined;
   endpoint: Endpoint | undefined;
   /** The resync target's bound address. */
   resyncEndpoint: Endpoint | undefined;
@@ -524,7 +526,7 @@ export class MasterTarget {
   }
 
   /** Operators name a point by its id or by the id of the bookmark that made it. */
-  private resolvePoint(d: ReplicaDisk, point: string): string {
+  resolvePoint(d: ReplicaDisk, point: string): string {
     if (point === 'latest') return point;
     const found = d.recoveryPoints().find((p) => p.id === point || p.bookmarkId === point);
     if (!found) throw new BoomerangError('UNKNOWN_POINT', `disk ${d.diskId} has no recovery point or bookmark ${point} (pruned, discarded or never taken)`);
@@ -591,90 +593,8 @@ export class MasterTarget {
   }
 
   private async startControl(endpoint: Endpoint): Promise<void> {
-    const app = createControlApi({ material: this.o.material, token: this.o.token, component: `master target ${this.o.name}` });
-    app.get('/status', async () => this.status());
-    app.get('/disks', async () => ({ disks: this.diskIds().map((id) => this.diskStatus(id)) }));
-    app.post<{ Body: AttachDiskRequest }>(
-      '/disks',
-      {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['id', 'target', 'sizeBytes'],
-            additionalProperties: false,
-            properties: {
-              id: { type: 'string', minLength: 1, maxLength: 128 },
-              target: { type: 'string', minLength: 1, maxLength: 4096 },
-              sizeBytes: { type: 'integer', minimum: 512 },
-              adopt: { type: 'string', minLength: 1, maxLength: 4096 },
-            },
-          },
-        },
-      },
-      async (req) => this.attachDisk(req.body),
-    );
-    app.get<{ Params: { disk: string } }>('/disks/:disk', async (req) => this.diskStatus(req.params.disk));
-    app.post<{ Params: { disk: string } }>('/disks/:disk/freeze', async (req) => (await this.freezeDisk(req.params.disk), { disk: req.params.disk, frozen: true }));
-    app.post<{ Params: { disk: string }; Body: { point: string; outPath: string } }>(
-      '/disks/:disk/restore-to',
-      {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['point', 'outPath'],
-            additionalProperties: false,
-            properties: { point: { type: 'string', minLength: 1, maxLength: 128 }, outPath: { type: 'string', minLength: 1, maxLength: 4096 } },
-          },
-        },
-      },
-      async (req) => this.restoreDiskTo(req.params.disk, req.body.point, req.body.outPath),
-    );
-    app.post<{ Params: { disk: string }; Body: { handTo?: string } | undefined }>(
-      '/disks/:disk/release',
-      { schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { handTo: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
-      async (req) => (await this.releaseDisk(req.params.disk, req.body?.handTo === undefined ? {} : { handTo: req.body.handTo }), { disk: req.params.disk, released: true }),
-    );
-    app.get<{ Params: { disk: string } }>('/disks/:disk/recovery-points', async (req) => ({ disk: req.params.disk, points: this.disk(req.params.disk).recoveryPoints() }));
-    app.post<{ Params: { disk: string }; Body: { point: string; outPath?: string; inPlace?: boolean } }>(
-      '/disks/:disk/restore',
-      {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['point'],
-            additionalProperties: false,
-            properties: { point: { type: 'string', minLength: 1, maxLength: 64 }, outPath: { type: 'string', minLength: 1, maxLength: 4096 }, inPlace: { type: 'boolean' } },
-          },
-        },
-      },
-      async (req) => {
-        const d = this.disk(req.params.disk);
-        const { outPath, inPlace } = req.body;
-        const point = this.resolvePoint(d, req.body.point);
-        if (inPlace === true) {
-          await d.restoreInPlace(point);
-          return { disk: req.params.disk, point, inPlace: true };
-        }
-        if (!outPath) throw new BoomerangError('BAD_REQUEST', 'outPath is required unless inPlace is true');
-        await d.restore(point, outPath);
-        return { disk: req.params.disk, point, outPath };
-      },
-    );
-    app.get<{ Params: { disk: string }; Querystring: { lineage: string; seq: number; timeoutMs?: number } }>(
-      '/disks/:disk/wait',
-      {
-        schema: {
-          querystring: {
-            type: 'object',
-            required: ['lineage', 'seq'],
-            properties: { lineage: { type: 'string' }, seq: { type: 'integer', minimum: 0 }, timeoutMs: { type: 'integer', minimum: 0, maximum: 600_000 } },
-          },
-        },
-      },
-      async (req) => ({ reached: await this.waitFor(req.params.disk, req.query.lineage, req.query.seq, req.query.timeoutMs ?? 30_000), position: this.disk(req.params.disk).position() }),
-    );
-    this.control = app;
-    this.controlEndpoint = await listenControl(app, endpoint);
+    this.control = masterTargetControlApi(this, { material: this.o.material, token: this.o.token, component: `master target ${this.o.name}` });
+    this.controlEndpoint = await listenControl(this.control, endpoint);
   }
 
   async stop(): Promise<void> {
