@@ -76,6 +76,9 @@ export function retrieveObjects(session: VsphereSession, objects: readonly MoRef
   return retrieveAll(session, specSet, options);
 }
 
+/** ObjectSpec.skip for a ContainerView: the view itself is not a result, only what it traverses to. */
+const VIEW_ITSELF_NOT_A_RESULT = true;
+
 /**
  * Properties of every object of the requested types under `container` (recursively), through a
  * ContainerView that is destroyed afterwards.
@@ -96,7 +99,7 @@ export async function retrieveFromContainer(session: VsphereSession, container: 
       objectSet: [
         data('ObjectSpec', {
           obj: ref(view),
-          skip: true,
+          skip: VIEW_ITSELF_NOT_A_RESULT,
           selectSet: [data('TraversalSpec', { name: 'view', type: 'ContainerView', path: 'view', skip: false })],
         }),
       ],
