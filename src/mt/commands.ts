@@ -1,8 +1,16 @@
 import { Type } from '@sinclair/typebox';
 import { commandHandler, type CommandHandler } from '../runtime/cs-commands.js';
+import type { RecoveryPoint } from './journal-index.js';
 import type { MasterTarget } from './main.js';
 
 /** What a master target does for the configuration server's jobs (see src/cs/lifecycle). */
+
+/** The answer to `diskStatus`: where the replica is and the points its journal holds. */
+export interface DiskStatusAnswer {
+  position: { lineage: string; lastSeq: number } | undefined;
+  frozen: boolean;
+  points: RecoveryPoint[];
+}
 
 const DiskId = Type.String({ minLength: 1, maxLength: 128 });
 const Path = Type.String({ minLength: 1, maxLength: 4096 });
@@ -18,7 +26,8 @@ export function masterTargetCommands(mt: MasterTarget): Record<string, CommandHa
     }),
     diskStatus: commandHandler(Type.Object({ diskId: DiskId }), async (p) => {
       const s = mt.diskStatus(p.diskId);
-      return { position: s.position, frozen: s.frozen, points: s.points };
+      const answer: DiskStatusAnswer = { position: s.position, frozen: s.frozen, points: s.points };
+      return { ...answer };
     }),
   };
 }

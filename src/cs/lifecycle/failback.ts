@@ -3,7 +3,7 @@ import { transitionItem } from '../inventory/items.js';
 import { defineJobKind, type CompensationContext } from '../jobs/types.js';
 import { required } from './roles.js';
 import { current, drainTask, finish, ItemParams, leave, powerTask, protectSource, resync, startTargetMachine } from './replicas.js';
-import { command, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
+import { command, diskStatus, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
 
 /**
  * Failback: a planned failover in the failback direction. The running machine is shut down (its
@@ -13,13 +13,6 @@ import { command, perDisk, power, tryCommand, type LifecycleDeps } from './steps
  * to retry or cancel; a cancel while running rolls back at once.
  */
 
-interface MtPoint {
-  id: string;
-  bookmarkId?: string;
-  lineage: string;
-  seq: number;
-  time: number;
-}
 
 export function failbackKind(deps: LifecycleDeps) {
   return defineJobKind({
@@ -36,9 +29,7 @@ export function failbackKind(deps: LifecycleDeps) {
           const mt = required(roles.mtId, item, 'master target');
           const final = perDisk<{ pointId: string; time: number }>(ctx, 'final');
           for (const d of disks) {
-            const status = await command(deps, ctx, mt, 'diskStatus', { diskId: d.disk_id }, d.disk_id);
-            const position = status.position as { lineage: string; lastSeq: number } | undefined;
-            const points = (status.points as MtPoint[] | undefined) ?? [];
+            const { position, points } = await diskStatus(deps, ctx, mt, d.disk_id);
             // The newest point must be the shutdown bookmark, with nothing applied after it.
             const last = points.filter((p) => p.lineage === position?.lineage).sort((a, b) => a.seq - b.seq).at(-1);
             if (!last || !last.bookmarkId?.startsWith('shutdown-') || position === undefined || last.seq < position.lastSeq) throw csError('NO_FINAL_BOOKMARK', { disk: d.disk_id });

@@ -1,9 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
+import type { DiskStatusAnswer } from '../../mt/commands.js';
 import { csError } from '../errors.js';
 import { defineJobKind, type TaskContext, type TaskDefinition } from '../jobs/types.js';
 import { required } from './roles.js';
 import { current, drainTask, finish, leave, powerTask, startTargetMachine } from './replicas.js';
-import { command, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
+import { command, diskStatus, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
 
 /**
  * Failover to a chosen recovery point, and changing that point before commit. The replica and
@@ -26,14 +27,7 @@ const FailoverParams = Type.Object({
 });
 const ChangePointParams = Type.Object({ itemId: Type.String(), point: PointChoice, from: Type.Optional(Type.Unknown()) });
 
-interface MtPoint {
-  id: string;
-  bookmarkId?: string;
-  kind: string;
-  time: number;
-  lineage: string;
-  seq: number;
-}
+type MtPoint = DiskStatusAnswer['points'][number];
 
 /** Picks the MT point for a choice; 'latest' is left to the MT (the newest applied state). */
 function choose(diskId: string, choice: string, points: readonly MtPoint[]): string {
@@ -58,8 +52,7 @@ function restoreTask<P extends { itemId: string; point: string }>(deps: Lifecycl
       const chosen = perDisk<{ pointId: string; time: number }>(ctx, 'chosen');
       for (const [i, d] of disks.entries()) {
         if (chosen[d.disk_id]) continue;
-        const status = await command(deps, ctx, mt, 'diskStatus', { diskId: d.disk_id }, d.disk_id);
-        const point = choose(d.disk_id, ctx.params.point, (status.points as MtPoint[] | undefined) ?? []);
+        const point = choose(d.disk_id, ctx.params.point, (await diskStatus(deps, ctx, mt, d.disk_id)).points);
         const r = await command(deps, ctx, mt, 'restoreDisk', { diskId: d.disk_id, point, outPath: roles.targetPath(d) }, d.disk_id);
         chosen[d.disk_id] = { pointId: String(r.pointId), time: Number(r.time) };
         await ctx.saveDetails({ chosen });

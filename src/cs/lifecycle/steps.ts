@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Fabric, FabricMachine, PowerAction } from '../../fabrics/fabric.js';
 import { PhysicalFabric } from '../../fabrics/physical/power.js';
+import type { DiskStatusAnswer } from '../../mt/commands.js';
 import { errorMessage } from '../../replication/errors.js';
 import type { CommandBus } from '../components/commands.js';
 import type { CsContext } from '../context.js';
@@ -48,6 +49,12 @@ export function command(deps: LifecycleDeps, ctx: AnyContext, componentId: strin
     },
     ctx.signal,
   );
+}
+
+/** The master target's view of a disk's replica: its position and the recovery points its journal holds. */
+export async function diskStatus(deps: LifecycleDeps, ctx: TaskContext<unknown>, mtId: string, diskId: string): Promise<DiskStatusAnswer> {
+  const answer = (await command(deps, ctx, mtId, 'diskStatus', { diskId }, diskId)) as Partial<DiskStatusAnswer>;
+  return { position: answer.position, frozen: answer.frozen === true, points: answer.points ?? [] };
 }
 
 /** Best effort, for rollbacks: a component that is down must not keep the rollback from finishing. */
