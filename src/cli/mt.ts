@@ -4,13 +4,14 @@ import { masterTargetCommands, recoveryPointReport } from '../mt/commands.js';
 import { MasterTarget } from '../mt/main.js';
 import { loadConfigFile } from '../runtime/config.js';
 import { createLogger } from '../runtime/log.js';
+import type { Endpoint } from '../replication/transport.js';
 import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
 
 export const MtConfigSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 128 }),
     listen: EndpointString,
-    /** The resync target for agents (delta resync); default: the host of listen, any free port. */
+    /** The resync target for agents (delta resync); default: the host of listen and the port after it. */
     resyncListen: Type.Optional(EndpointString),
     control: Type.Optional(EndpointString),
     retention: Type.Object(
@@ -45,6 +46,7 @@ Config file (YAML):
   name: mt1
   listen: 0.0.0.0:9444
   resyncListen: 0.0.0.0:9445                  # agents compare their disks with the replicas here
+                                              # (default: listen's host, listen's port + 1)
   control: 127.0.0.1:9082                     # status, recovery points, restore
   retention: { dir: /mnt/retention, windowHours: 24, maxBytesPerDisk: 100GiB }
   disks: [ { id: disk0, target: /srv/replica/disk0.img, size: 1GiB } ]
@@ -60,7 +62,7 @@ Config file (YAML):
       const mt = await MasterTarget.start({
         name: cfg.name,
         listen,
-        resyncListen: resyncListen === undefined ? { host: listen.host, port: 0 } : endpoint(resyncListen),
+        resyncListen: resyncListen === undefined ? defaultResyncListen(listen) : endpoint(resyncListen),
         ...(cfg.cs?.hostnames?.[0] !== undefined ? { advertiseHost: cfg.cs.hostnames[0] } : {}),
         retentionDir: cfg.retention.dir,
         disks: (cfg.disks ?? []).map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
@@ -78,4 +80,12 @@ Config file (YAML):
         await mt.stop();
       });
     });
+}
+
+/**
+ * The port after the data port: an agent is told this endpoint when its protection starts and keeps
+ * using it across an MT restart, so it must not change the way an OS-chosen port would.
+ */
+function defaultResyncListen(listen: Endpoint): Endpoint {
+  return { host: listen.host, port: listen.port === 0 ? 0 : listen.port + 1 };
 }

@@ -40,7 +40,7 @@ interface Running {
 export class Cluster {
   readonly paths: { source: (id: string) => string; replica: (id: string) => string; nbdSocket: string; retention: string; spool: string; ca: string; token: string };
   private readonly running = new Map<Role, Running>();
-  private readonly ports = new Map<Role, { data?: number; control?: number }>();
+  private readonly ports = new Map<Role, { data?: number; resync?: number; control?: number }>();
   private clients = new Map<Role, HttpsJsonClient>();
   private ca = '';
   private token = '';
@@ -125,11 +125,12 @@ export class Cluster {
     const ports = this.ports.get(role) ?? {};
     const args = [role, '--config', this.file(role, `${role}.json`), '--log-level', this.o.logLevel ?? 'info'];
     if (role !== 'agent' && ports.data !== undefined) args.push('--listen', `127.0.0.1:${ports.data}`);
+    if (role === 'mt' && ports.resync !== undefined) args.push('--resync-listen', `127.0.0.1:${ports.resync}`);
     if (role === 'ps') args.push('--mt', `127.0.0.1:${this.requirePort('mt')}`);
     if (role === 'agent') args.push('--ps', `127.0.0.1:${overrides.psPort ?? this.requirePort('ps')}`);
     if (role === 'agent' && ports.control !== undefined) args.push('--control', `127.0.0.1:${ports.control}`);
-    const { proc, exited, ready } = await startComponent<{ event?: string; listen?: Endpoint; control: Endpoint }>(args, this.file('logs', `${role}.log`), role);
-    this.ports.set(role, { ...(ready.listen ? { data: ready.listen.port } : {}), control: ready.control.port });
+    const { proc, exited, ready } = await startComponent<{ event?: string; listen?: Endpoint; resync?: Endpoint; control: Endpoint }>(args, this.file('logs', `${role}.log`), role);
+    this.ports.set(role, { ...(ready.listen ? { data: ready.listen.port } : {}), ...(ready.resync ? { resync: ready.resync.port } : {}), control: ready.control.port });
     this.running.set(role, { proc, exited, control: ready.control, ...(ready.listen ? { data: ready.listen } : {}) });
     await this.clients.get(role)?.close();
     this.clients.set(role, new HttpsJsonClient(httpsUrl(ready.control), this.ca, this.token));

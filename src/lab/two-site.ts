@@ -54,6 +54,8 @@ export interface LabState {
   csPort: number;
   supervisorPid: number;
   ports: Record<`${Role}-${Site}`, number>;
+  /** Each MT's resync port, kept like its data port so agents find it again after a restart. */
+  resyncPorts?: Partial<Record<Site, number>>;
   components: Record<`${Role}-${Site}`, string>;
   controls: Partial<Record<`${Role}-${Site}`, Endpoint>>;
   policyId: string;
@@ -64,6 +66,7 @@ interface ComponentReady {
   event?: string;
   url?: string;
   listen?: Endpoint;
+  resync?: Endpoint;
   control?: Endpoint;
 }
 
@@ -226,12 +229,13 @@ export class Lab {
     const common = { name: key, listen: `127.0.0.1:${this.state.ports[key] ?? 0}`, control: '127.0.0.1:0', cs: this.csLink(site, role), tokenFile: this.path('token') };
     const config =
       role === 'mt'
-        ? { ...common, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [] }
+        ? { ...common, resyncListen: `127.0.0.1:${this.state.resyncPorts?.[site] ?? 0}`, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [] }
         : { ...common, spool: { dir: this.path(`site-${site}`, 'spool') }, masterTarget: `127.0.0.1:${this.state.ports[`mt-${site === 'a' ? 'b' : 'a'}`]}` };
     await writeFile(configPath, JSON.stringify(config, null, 2));
     const { ready } = await this.spawn(key, [role, '--config', configPath, '--log-level', this.o.logLevel]);
     if (!ready.listen) throw new BoomerangError('LAB_START', `${key} did not say where it listens`);
     this.state.ports[key] = ready.listen.port;
+    if (ready.resync) this.state.resyncPorts = { ...this.state.resyncPorts, [site]: ready.resync.port };
     if (ready.control) this.state.controls[key] = ready.control;
   }
 
