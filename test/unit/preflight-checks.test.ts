@@ -21,6 +21,7 @@ import {
   type PreflightFacts,
   type PreflightReport,
   type VolumeFacts,
+  type VsphereFacts,
 } from '../../src/cs/preflight/index.js';
 
 const GiB = 1024 ** 3;
@@ -64,7 +65,29 @@ function healthy(operation: Operation): PreflightFacts {
     policy: { rpoThresholdS: 900 },
     currentRpoS: 60,
     thresholds: { ...DEFAULT_THRESHOLDS },
+    vsphere: healthyVsphere(),
   };
+}
+
+/** vCenter facts of an on-premises site where every VMware prerequisite holds. */
+function healthyVsphere(): VsphereFacts {
+  const host = (name: string) => ({ name, productLine: 'esx', licence: { name: 'vSphere 8 Enterprise Plus', readOnlyApi: false }, memoryBytes: 64 * GiB, memoryUsedBytes: 16 * GiB });
+  return {
+    fabric: 'vc01',
+    missingPrivileges: [],
+    mtHost: host('esx01'),
+    mtVm: { name: 'mt01-vm', powerState: 'poweredOn', snapshots: 0, enableUuid: true, toolsRunning: true, memoryBytes: 8 * GiB, diskUuids: ['6000c291-aaaa'], datastores: ['ds-vmfs'] },
+    targetVm: { name: 'web01', powerState: 'poweredOff', snapshots: 0, enableUuid: false, toolsRunning: false, memoryBytes: 4 * GiB, diskUuids: ['6000c292-bbbb'], datastores: ['ds-nfs'] },
+    targetHost: host('esx02'),
+    datastore: { name: 'ds-nfs', type: 'NFS', accessible: true, mountedReadWrite: true },
+    usableDatastores: ['ds-vmfs', 'ds-nfs'],
+    moved: [],
+  };
+}
+
+function vs(f: PreflightFacts): VsphereFacts {
+  assert.ok(f.vsphere);
+  return f.vsphere;
 }
 
 function retentionVolume(f: PreflightFacts): VolumeFacts {
@@ -330,6 +353,115 @@ const TRIPS: Trip[] = [
     },
     expect: { en: { message: ['has 512 MiB free', 'at least 1 GiB'], remedy: ['Free space'] }, ja: { message: ['空き領域は 512 MiB', '1 GiB'], remedy: ['空き領域'] } },
   },
+  {
+    id: 'vsphere-account-privileges',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).missingPrivileges = ['Datastore.Browse'];
+      vs(f).mtVm = null; // what the account could not see is not reported again by other checks
+    },
+    expect: { en: { message: ['vc01', 'Datastore.Browse'], remedy: ['role'] }, ja: { message: ['vc01', '権限'], remedy: ['ロール'] } },
+  },
+  {
+    id: 'vsphere-target-not-esxi',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).mtHost = null;
+    },
+    expect: { en: { message: ['mt01', 'ESXi'], remedy: ['master target VM'] }, ja: { message: ['mt01', 'ESXi'], remedy: ['マスター ターゲット VM'] } },
+  },
+  {
+    id: 'vsphere-free-licence',
+    operation: 'failback',
+    break: (f) => {
+      vs(f).targetHost!.licence = { name: 'VMware vSphere Hypervisor (free)', readOnlyApi: true };
+    },
+    expect: { en: { message: ['esx02', 'read-only'], remedy: ['licence'] }, ja: { message: ['esx02', '読み取り専用'], remedy: ['ライセンス'] } },
+  },
+  {
+    id: 'mt-vm-snapshots',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).mtVm!.snapshots = 2;
+    },
+    expect: { en: { message: ['mt01-vm', '2 snapshot'], remedy: ['Delete'] }, ja: { message: ['mt01-vm', '2 個'], remedy: ['削除'] } },
+  },
+  {
+    id: 'target-vm-snapshots',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).targetVm!.snapshots = 1;
+    },
+    expect: { en: { message: ['web01', 'consolidate'], remedy: ['copy the VM'] }, ja: { message: ['web01', '統合'], remedy: ['コピー'] } },
+  },
+  {
+    id: 'mt-enable-uuid',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).mtVm!.enableUuid = false;
+    },
+    expect: { en: { message: ['mt01-vm', 'disk.EnableUUID'], remedy: ['disk.EnableUUID = TRUE'] }, ja: { message: ['mt01-vm', 'disk.EnableUUID'], remedy: ['disk.EnableUUID = TRUE'] } },
+  },
+  {
+    id: 'mt-tools-not-running',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).mtVm!.toolsRunning = false;
+    },
+    expect: { en: { message: ['VMware Tools', 'mt01-vm'], remedy: ['open-vm-tools'] }, ja: { message: ['VMware Tools'], remedy: ['open-vm-tools'] } },
+  },
+  {
+    id: 'no-usable-datastore',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).usableDatastores = [];
+      vs(f).datastore!.accessible = false; // reported by this check alone, not also by 8061
+    },
+    expect: { en: { message: ['esx01'], remedy: ['NFS and vSAN are supported'] }, ja: { message: ['esx01'], remedy: ['vSAN'] } },
+  },
+  {
+    id: 'datastore-not-accessible',
+    code: 8061,
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).datastore!.mountedReadWrite = false;
+    },
+    expect: { en: { message: ['ds-nfs', 'esx01'], remedy: ['Mount ds-nfs'] }, ja: { message: ['ds-nfs', 'esx01'], remedy: ['マウント'] } },
+  },
+  {
+    id: 'vm-name-taken',
+    code: 78052,
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).newVm = { name: 'web01', nameTaken: true };
+    },
+    expect: { en: { message: ['web01', 'esx01'], remedy: ['Rename'] }, ja: { message: ['web01', 'esx01'], remedy: ['名前を変更'] } },
+  },
+  {
+    id: 'disk-uuid-collision',
+    operation: 'reprotect',
+    break: (f) => {
+      vs(f).targetVm!.diskUuids.push('6000C291-AAAA');
+    },
+    expect: { en: { message: ['web01', 'mt01-vm', '6000C291-AAAA'], remedy: ['template'] }, ja: { message: ['web01', 'mt01-vm'], remedy: ['テンプレート'] } },
+  },
+  {
+    id: 'host-memory',
+    code: 8038,
+    operation: 'failback',
+    break: (f) => {
+      vs(f).targetHost!.memoryUsedBytes = 62 * GiB;
+    },
+    expect: { en: { message: ['esx02', '2048 MiB', '4096 MiB'], remedy: ['Free memory'] }, ja: { message: ['esx02', '2048 MiB', '4096 MiB'], remedy: ['メモリを解放'] } },
+  },
+  {
+    id: 'storage-moved',
+    operation: 'failback',
+    break: (f) => {
+      vs(f).moved = [{ what: 'web01', from: 'ds-nfs', to: 'ds-vmfs' }];
+    },
+    expect: { en: { message: ['web01', 'ds-nfs', 'ds-vmfs'], remedy: ['Storage vMotion'] }, ja: { message: ['web01', 'ds-nfs', 'ds-vmfs'], remedy: ['ストレージ vMotion'] } },
+  },
 ];
 
 function broken(trip: Trip): PreflightFacts {
@@ -379,6 +511,9 @@ test('the source codes are kept verbatim', () => {
     'agent-no-heartbeat': 78174,
     'ps-no-heartbeat': 806,
     'mt-no-heartbeat': 78022,
+    'datastore-not-accessible': 8061,
+    'vm-name-taken': 78052,
+    'host-memory': 8038,
   });
 });
 

@@ -22,6 +22,64 @@ export interface PreflightFacts {
   /** How far the target lags behind the source (age of its newest recovery point); null before the first one. */
   currentRpoS: number | null;
   thresholds: Thresholds;
+  /**
+   * What vCenter says about the site that receives (for reprotect and failback: the on-premises
+   * site), when that site is a vSphere fabric; absent for physical and Azure sites.
+   */
+  vsphere?: VsphereFacts;
+}
+
+/** The vCenter facts behind the source's VMware prerequisites (DESIGN §5), from the last discovery. */
+export interface VsphereFacts {
+  fabric: string;
+  /** Privileges the account lacks (datastores it cannot list, NoPermission on writes); empty when it has them all. */
+  missingPrivileges: string[];
+  /** The MT's VM runs on an ESXi host known to vCenter (not on a physical machine or another hypervisor). */
+  mtHost: VsphereHostFacts | null;
+  /** The master target's own VM; null when vCenter has no VM for the MT. */
+  mtVm: VsphereVmFacts | null;
+  /** The on-premises VM the item fails back to; null for alternate location before it is created. */
+  targetVm: VsphereVmFacts | null;
+  /** The host the target VM powers on at failback. */
+  targetHost: VsphereHostFacts | null;
+  /** Alternate location: the name the new VM will get, and whether a VM of that name already runs on the MT's host. */
+  newVm?: { name: string; nameTaken: boolean };
+  /** The datastore chosen for the target disks, as the MT's host sees it; null when none was chosen. */
+  datastore: VsphereDatastoreFacts | null;
+  /** Datastores the MT's host mounts read-write and that are accessible. */
+  usableDatastores: string[];
+  /** Datastores of the MT's disks and of the target VM recorded at reprotect, against where they are now. */
+  moved: { what: string; from: string; to: string }[];
+}
+
+export interface VsphereHostFacts {
+  name: string;
+  /** `HostSystem` product line: `esx` for ESXi. */
+  productLine: string;
+  /** Licence edition; the free ESXi licence gives a read-only API. */
+  licence: { name: string; readOnlyApi: boolean };
+  memoryBytes: number;
+  memoryUsedBytes: number;
+}
+
+export interface VsphereVmFacts {
+  name: string;
+  powerState: 'poweredOn' | 'poweredOff' | 'suspended';
+  snapshots: number;
+  /** `disk.EnableUUID` in the VM's extraConfig is `TRUE`. */
+  enableUuid: boolean;
+  toolsRunning: boolean;
+  memoryBytes: number;
+  diskUuids: string[];
+  datastores: string[];
+}
+
+export interface VsphereDatastoreFacts {
+  name: string;
+  type: string;
+  accessible: boolean;
+  /** Mounted read-write on the MT's host. */
+  mountedReadWrite: boolean;
 }
 
 /** The item's lifecycle position comes from the CS domain model: one definition of the states. */

@@ -9,3 +9,4 @@ export * from './checks/item.js';
 export * from './checks/components.js';
 export * from './checks/health.js';
 export * from './checks/retention.js';
+export * from './checks/vsphere.js';

@@ -1,4 +1,5 @@
 import type { ItemState } from './facts.js';
+import { VSPHERE_MESSAGES } from './messages-vsphere.js';
 import type { Lang, ParamValue, Term } from './types.js';
 
 /**
@@ -383,6 +384,7 @@ export const MESSAGES: Readonly<Record<string, CheckTexts>> = {
       remedy: 'ボリュームの空き領域を増やすか、ボリュームを拡張するか、より大きなボリュームを選択してください。',
     },
   },
+  ...VSPHERE_MESSAGES,
 };
 
 const STATE_LABELS: Readonly<Record<ItemState, Readonly<Record<Lang, string>>>> = {
