@@ -1,0 +1,103 @@
+import { BoomerangError } from '../../replication/errors.js';
+import type { Fabric, FabricMachine, PowerAction, PowerState } from '../fabric.js';
+import { runHook, type PowerHooks } from '../physical/power.js';
+import { NotAuthenticatedError } from './faults.js';
+import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
+import { retrieveFromContainer } from './property-collector.js';
+import { VsphereSession, type Credentials } from './session.js';
+import type { TransportOptions } from './transport.js';
+import { textOf, type MoRef } from './xml.js';
+
+/**
+ * A vSphere machine as the CS records it: the VM's name in vCenter, and optionally guest hooks.
+ * vcsim's VMs have no guest: the lab runs a process as the guest (agent and workload) and gives
+ * its start/stop hooks here, run after power-on and before power-off, as a real guest boots and
+ * shuts down on its own.
+ */
+export interface VsphereMachinePower {
+  vm: string;
+  guest?: PowerHooks;
+}
+
+export function vsphereMachinePower(machine: FabricMachine): VsphereMachinePower {
+  const p = machine.power as Partial<VsphereMachinePower>;
+  if (typeof p.vm !== 'string' || p.vm === '') throw new BoomerangError('VSPHERE_MACHINE', `machine ${machine.name} names no VM (power.vm)`);
+  return { vm: p.vm, ...(p.guest ? { guest: p.guest } : {}) };
+}
+
+export type VsphereConnection = TransportOptions & Credentials;
+
+const GUEST_HOOK_TIMEOUT_MS = 5 * 60 * 1000;
+
+/**
+ * The vSphere fabric: one vCenter. The session is opened on first use and opened again when
+ * vCenter has dropped it (sessions expire after 30 minutes idle).
+ */
+export class VsphereFabric implements Fabric {
+  readonly kind = 'vsphere' as const;
+  private session: Promise<VsphereSession> | undefined;
+
+  constructor(private readonly connection: VsphereConnection) {}
+
+  /** Runs `fn` on a logged-in session; once more on a fresh one if the session had expired. */
+  async withSession<T>(fn: (session: VsphereSession) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.session ??= VsphereSession.login(this.connection, signal);
+      const pending = this.session;
+      let session: VsphereSession;
+      try {
+        session = await pending;
+      } catch (err) {
+        if (this.session === pending) this.session = undefined;
+        throw err;
+      }
+      try {
+        return await fn(session);
+      } catch (err) {
+        if (!(err instanceof NotAuthenticatedError) || attempt > 0) throw err;
+        if (this.session === pending) this.session = undefined;
+      }
+    }
+  }
+
+  /** The VM of that name, or VSPHERE_VM_NOT_FOUND. */
+  async findVm(name: string, signal?: AbortSignal): Promise<MoRef> {
+    return this.withSession(async (s) => {
+      const vms = await retrieveFromContainer(s, s.content.rootFolder, [{ type: 'VirtualMachine', paths: ['name'] }], signal === undefined ? {} : { signal });
+      const found = vms.find((o) => textOf(o.props.get('name')) === name);
+      if (!found) throw new BoomerangError('VSPHERE_VM_NOT_FOUND', `vCenter has no VM named ${name}`);
+      return found.obj;
+    }, signal);
+  }
+
+  async power(machine: FabricMachine, action: PowerAction, signal: AbortSignal): Promise<void> {
+    const { vm: name, guest } = vsphereMachinePower(machine);
+    const vm = await this.findVm(name, signal);
+    const state = await this.withSession((s) => vmPowerState(s, vm, signal), signal);
+    if (action === 'start') {
+      if (state !== 'poweredOn') await this.withSession((s) => powerOnVm(s, vm, { signal }), signal);
+      if (guest?.start) await this.guestHook(machine, guest.start, action, signal);
+    } else {
+      if (guest?.stop) await this.guestHook(machine, guest.stop, action, signal);
+      if (state !== 'poweredOff') await this.withSession((s) => powerOffVm(s, vm, { signal }), signal);
+    }
+  }
+
+  async powerState(machine: FabricMachine, signal: AbortSignal): Promise<PowerState> {
+    const { vm: name } = vsphereMachinePower(machine);
+    const vm = await this.findVm(name, signal);
+    const state = await this.withSession((s) => vmPowerState(s, vm, signal), signal);
+    return state === 'poweredOn' ? 'running' : state === 'poweredOff' ? 'stopped' : 'unknown';
+  }
+
+  private async guestHook(machine: FabricMachine, argv: string[], action: PowerAction, signal: AbortSignal): Promise<void> {
+    const r = await runHook(argv, { BOOMERANG_MACHINE: machine.name, BOOMERANG_ACTION: action }, signal, GUEST_HOOK_TIMEOUT_MS);
+    if (r.exitCode !== 0) throw new BoomerangError('POWER_HOOK', `guest ${action} hook ${argv[0]} exited with ${r.exitCode}${r.output ? `: ${r.output}` : ''}`);
+  }
+
+  async close(): Promise<void> {
+    const pending = this.session;
+    this.session = undefined;
+    if (pending) await (await pending.catch(() => undefined))?.logout().catch(() => undefined);
+  }
+}
