@@ -9,8 +9,16 @@ export type PowerState = 'running' | 'stopped' | 'unknown';
 export interface FabricMachine {
   id: string;
   name: string;
-  /** The fabric's own description of the machine (physical: its power hooks). */
+  /** The fabric's own description of the machine (physical: its power hooks; vSphere: its VM). */
   power: Record<string, unknown>;
+}
+
+/** One of a machine's disks, as the master target writes it. */
+export interface FabricDisk {
+  diskId: string;
+  /** The disk's data as the MT sees it: a file or device path (vSphere: the VMDK's flat extent). */
+  path: string;
+  sizeBytes: number;
 }
 
 export interface Fabric {
@@ -18,4 +26,14 @@ export interface Fabric {
   /** Idempotent: starting a running machine or stopping a stopped one succeeds. */
   power(machine: FabricMachine, action: PowerAction, signal: AbortSignal): Promise<void>;
   powerState(machine: FabricMachine, signal: AbortSignal): Promise<PowerState>;
+  /**
+   * Before the master target `mtName` takes the (stopped) machine's disks as its replicas: on
+   * vSphere the VM's snapshots are removed and its disks hot-added to the MT's VM. Idempotent.
+   * Fabrics whose MT reaches the disks directly (physical) leave it out.
+   */
+  lendDisksToMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
+  /** Before the machine starts on its disks again: they are detached from the MT's VM, never deleted. Idempotent. */
+  returnDisksFromMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
+  /** Releases connections; the fabric is not used afterwards. */
+  close?(): Promise<void>;
 }

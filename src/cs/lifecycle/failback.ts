@@ -2,7 +2,7 @@ import { csError } from '../errors.js';
 import { transitionItem } from '../inventory/items.js';
 import { defineJobKind, type CompensationContext } from '../jobs/types.js';
 import { required } from './roles.js';
-import { current, drainTask, finish, ItemParams, leave, powerTask, protectSource, resync, startTargetMachine } from './replicas.js';
+import { current, drainTask, finish, ItemParams, leave, lendTargetDisks, powerTask, protectSource, resync, startTargetMachine } from './replicas.js';
 import { command, diskStatus, perDisk, power, tryCommand, type LifecycleDeps } from './steps.js';
 
 /**
@@ -69,6 +69,7 @@ export function failbackKind(deps: LifecycleDeps) {
 async function rollBack(deps: LifecycleDeps, ctx: CompensationContext<{ itemId: string }>): Promise<void> {
   const { disks, roles } = await current(ctx, ctx.params.itemId);
   if (roles.targetMachineId) await power(deps, ctx, roles.targetMachineId, 'stop');
+  await lendTargetDisks(deps, ctx, roles, disks, 'lend');
   for (const d of disks) {
     await tryCommand(deps, ctx, roles.mtId, 'attachDisk', { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes), adopt: roles.targetPath(d) }, d.disk_id, 60_000);
   }
@@ -92,6 +93,7 @@ export function cancelFailbackKind(deps: LifecycleDeps) {
         async run(ctx) {
           const { item, disks, roles } = await current(ctx, ctx.params.itemId);
           const mt = required(roles.mtId, item, 'master target');
+          await lendTargetDisks(deps, ctx, roles, disks, 'lend');
           for (const d of disks) await command(deps, ctx, mt, 'attachDisk', { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes), adopt: roles.targetPath(d) }, d.disk_id);
         },
       },

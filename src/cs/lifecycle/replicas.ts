@@ -1,13 +1,14 @@
 import { Type } from '@sinclair/typebox';
 import type { Transaction } from 'kysely';
 import type { PowerAction } from '../../fabrics/fabric.js';
-import type { Database } from '../db/schema.js';
 import { csError } from '../errors.js';
 import { transitionItem } from '../inventory/items.js';
 import type { ItemOperation } from '../domain/item-state.js';
 import type { CompensationContext, JsonObject, TaskContext, TaskDefinition } from '../jobs/types.js';
 import { loadItem, opposite, required, rolesFor, type DirectionRoles, type LoadedItem } from './roles.js';
-import { command, componentHealth, perDisk, power, tryCommand, waitForFirstPoints, type LifecycleDeps } from './steps.js';
+import { command, componentHealth, machineOf, perDisk, power, tryCommand, waitForFirstPoints, type AnyContext, type LifecycleDeps } from './steps.js';
+import { errorMessage } from '../../replication/errors.js';
+import type { Database, ItemDiskRow } from '../db/schema.js';
 
 /**
  * The steps that start replication in one direction and the ones that end it, shared by enable,
@@ -68,6 +69,7 @@ export function startTargetMachine<P extends { itemId: string }>(deps: Lifecycle
     resumable: true,
     async run(ctx) {
       const { item, disks, roles } = await current(ctx, ctx.params.itemId);
+      await lendTargetDisks(deps, ctx, roles, disks, 'return');
       await power(deps, ctx, required(roles.targetMachineId, item, 'target machine'), 'start');
       const agentThere = rolesFor(item, opposite(item.direction)).agentId;
       for (const d of disks) await tryCommand(deps, ctx, agentThere, 'unprotectDisk', { diskId: d.disk_id, timeoutMs: 1000 }, d.disk_id, 60_000);
@@ -94,6 +96,23 @@ export function drainTask<P extends { itemId: string }>(deps: LifecycleDeps, whe
   };
 }
 
+/**
+ * The target machine's disks become the MT's replicas (`lend`) or the machine's own again
+ * (`return`), for fabrics where that takes a step of their own: on vSphere the MT's VM gets the
+ * disks hot-added, and loses them before the VM powers on.
+ */
+export async function lendTargetDisks(deps: LifecycleDeps, ctx: AnyContext, roles: DirectionRoles, disks: readonly ItemDiskRow[], how: 'lend' | 'return'): Promise<void> {
+  if (roles.targetMachineId === null || roles.mtId === null) return;
+  const { machine, fabric: fabricOf } = await machineOf(deps, ctx, roles.targetMachineId);
+  const fabric = await fabricOf();
+  const call = how === 'lend' ? fabric.lendDisksToMt : fabric.returnDisksFromMt;
+  if (call === undefined) return;
+  const mt = await ctx.db.selectFrom('components').select('name').where('id', '=', roles.mtId).executeTakeFirst();
+  if (mt === undefined) throw csError('NOT_FOUND', { what: 'component', id: roles.mtId });
+  const fabricDisks = disks.map((d) => ({ diskId: d.disk_id, path: roles.targetPath(d), sizeBytes: Number(d.size_bytes) }));
+  await call.call(fabric, machine, mt.name, fabricDisks, ctx.signal);
+}
+
 export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps, adopt: (p: P) => boolean): TaskDefinition<P> {
   return {
     name: 'attach-replicas',
@@ -101,6 +120,7 @@ export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps
     async run(ctx) {
       const { item, disks, roles } = await current(ctx, ctx.params.itemId);
       const mt = required(roles.mtId, item, 'master target');
+      if (adopt(ctx.params)) await lendTargetDisks(deps, ctx, roles, disks, 'lend');
       const adopted = perDisk<boolean>(ctx, 'adopted');
       for (const [i, d] of disks.entries()) {
         const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes) };
@@ -169,6 +189,9 @@ export async function stopReplicating(deps: LifecycleDeps, ctx: CompensationCont
     const handTo = adopted[d.disk_id] ? { handTo: roles.targetPath(d) } : {};
     await tryCommand(deps, ctx, roles.mtId, 'releaseDisk', { diskId: d.disk_id, ...handTo }, d.disk_id, ROLLBACK_TIMEOUT_MS);
     await tryCommand(deps, ctx, roles.psId, 'discardDisk', { diskId: d.disk_id }, d.disk_id, ROLLBACK_TIMEOUT_MS);
+  }
+  if (Object.values(adopted).some(Boolean)) {
+    await lendTargetDisks(deps, ctx, roles, disks, 'return').catch((err: unknown) => ctx.log.warn({ error: errorMessage(err) }, 'rollback: disks not detached from the master target'));
   }
 }
 

@@ -6,7 +6,7 @@ import type { DiskStatusAnswer } from '../../mt/commands.js';
 import { errorMessage } from '../../replication/errors.js';
 import type { CommandBus } from '../components/commands.js';
 import type { CsContext } from '../context.js';
-import type { FabricKind, ItemDiskRow } from '../db/schema.js';
+import type { FabricRow, ItemDiskRow } from '../db/schema.js';
 import type { AgentHealth, HealthReport } from '../domain/health.js';
 import { isoAt } from '../clock.js';
 import { csError } from '../errors.js';
@@ -21,15 +21,16 @@ import type { CompensationContext, JsonObject, TaskContext } from '../jobs/types
 export interface LifecycleDeps {
   readonly context: CsContext;
   readonly commands: CommandBus;
-  readonly fabric: (kind: FabricKind) => Fabric;
+  /** The client of a fabric the CS knows (its row: kind and settings). */
+  readonly fabric: (row: FabricRow) => Fabric | Promise<Fabric>;
 }
 
-export function defaultFabrics(kind: FabricKind): Fabric {
-  if (kind === 'physical') return new PhysicalFabric();
-  throw csError('FABRIC_KIND_NOT_AVAILABLE', { kind });
+export function defaultFabrics(row: FabricRow): Fabric {
+  if (row.kind === 'physical') return new PhysicalFabric();
+  throw csError('FABRIC_KIND_NOT_AVAILABLE', { kind: row.kind });
 }
 
-type AnyContext = TaskContext<unknown> | CompensationContext<unknown>;
+export type AnyContext = TaskContext<unknown> | CompensationContext<unknown>;
 
 /**
  * Sends a command and waits for its answer. The id is made of the job, the step and `label`, so
@@ -75,25 +76,31 @@ export async function tryCommand(deps: LifecycleDeps, ctx: AnyContext, component
  * and waits for `POST /v1/jobs/:id/confirm`.
  */
 export async function power(deps: LifecycleDeps, ctx: AnyContext, machineId: string, action: PowerAction): Promise<void> {
-  const row = await ctx.db
-    .selectFrom('machines')
-    .innerJoin('fabrics', 'fabrics.id', 'machines.fabric_id')
-    .select(['machines.id', 'machines.name', 'machines.power', 'fabrics.kind'])
-    .where('machines.id', '=', machineId)
-    .executeTakeFirst();
-  if (row === undefined) throw csError('NOT_FOUND', { what: 'machine', id: machineId });
-  const machine: FabricMachine = { id: row.id, name: row.name, power: JSON.parse(row.power) as Record<string, unknown> };
+  const { machine, fabric } = await machineOf(deps, ctx, machineId);
   if (machine.power.manual === true) await confirmedByOperator(deps, ctx, machine, action);
   else {
     try {
-      await deps.fabric(row.kind).power(machine, action, ctx.signal);
+      await (await fabric()).power(machine, action, ctx.signal);
     } catch (err) {
       if (ctx.signal.aborted) throw err;
-      throw csError('POWER_HOOK_FAILED', { machine: row.name, action, message: errorMessage(err) });
+      throw csError('POWER_HOOK_FAILED', { machine: machine.name, action, message: errorMessage(err) });
     }
   }
   await ctx.db.updateTable('machines').set({ state: action === 'start' ? 'running' : 'stopped' }).where('id', '=', machineId).execute();
-  ctx.log.info({ machine: row.name, action }, 'machine powered');
+  ctx.log.info({ machine: machine.name, action }, 'machine powered');
+}
+
+/** A machine as its fabric describes it, and (when needed) that fabric's client. */
+export async function machineOf(deps: LifecycleDeps, ctx: AnyContext, machineId: string): Promise<{ machine: FabricMachine; fabric: () => Promise<Fabric> }> {
+  const row = await ctx.db.selectFrom('machines').select(['id', 'name', 'power', 'fabric_id']).where('id', '=', machineId).executeTakeFirst();
+  if (row === undefined) throw csError('NOT_FOUND', { what: 'machine', id: machineId });
+  const machine: FabricMachine = { id: row.id, name: row.name, power: JSON.parse(row.power) as Record<string, unknown> };
+  const fabric = async () => {
+    const f = await ctx.db.selectFrom('fabrics').selectAll().where('id', '=', row.fabric_id).executeTakeFirst();
+    if (f === undefined) throw csError('NOT_FOUND', { what: 'fabric', id: row.fabric_id });
+    return deps.fabric(f);
+  };
+  return { machine, fabric };
 }
 
 async function confirmedByOperator(deps: LifecycleDeps, ctx: AnyContext, machine: FabricMachine, action: PowerAction): Promise<void> {
