@@ -1,11 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startVcsim, type Vcsim } from '../helpers/vcsim.js';
 import { withDir } from '../helpers/stack.js';
 import { VsphereFabric } from '../../src/fabrics/vsphere/fabric.js';
-import { NotAuthenticatedError, ref, vmPowerState } from '../../src/fabrics/vsphere/index.js';
+import { createSnapshot, flattenSnapshots, listSnapshots, listVmDisks, NotAuthenticatedError, ref, vmPowerState } from '../../src/fabrics/vsphere/index.js';
+import { createRecoveryVm } from '../../src/fabrics/vsphere/recovery-vm.js';
 import type { FabricMachine } from '../../src/fabrics/fabric.js';
 
 // The vSphere fabric's power operations against vcsim: the VM's power state is vCenter's, and the
@@ -15,7 +16,7 @@ let sim: Vcsim;
 let fabric: VsphereFabric;
 before(async () => {
   sim = await startVcsim();
-  fabric = new VsphereFabric({ url: sim.url, tls: { caPem: sim.certPem }, username: sim.username, password: sim.password });
+  fabric = new VsphereFabric({ url: sim.url, tls: { caPem: sim.certPem }, username: sim.username, password: sim.password }, { masterTargetVms: { 'mt-a': 'DC0_H0_VM1' } });
 });
 after(async () => {
   await fabric?.close();
@@ -62,4 +63,29 @@ test('a session vCenter dropped is opened again', async () => {
   const machine: FabricMachine = { id: 'm4', name: 'db01', power: { vm: 'DC0_H1_VM0' } };
   assert.equal(await fabric.powerState(machine, signal), 'running');
   assert.notEqual(await fabric.withSession(async (s) => s), old);
+});
+
+test('lending disks merges the VM’s snapshots and hot-adds its disks to the MT’s VM; returning detaches them and keeps the files', async () => {
+  const MiB = 1024 * 1024;
+  const created = await fabric.withSession((s) => createRecoveryVm(s, { name: 'lend01', host: 'DC0_H0', datastore: 'LocalDS_0', diskSizes: [4 * MiB, 8 * MiB] }));
+  const vm = created.vm;
+  await fabric.withSession((s) => createSnapshot(s, vm, 'before-failover'));
+  const machine: FabricMachine = { id: 'm5', name: 'lend01', power: { vm: 'lend01' } };
+  const disks = created.disks.map((d, i) => ({ diskId: `disk${i}`, path: d.localPath, sizeBytes: d.capacityBytes }));
+  const mtVm = await fabric.findVm('DC0_H0_VM1');
+  const mtFiles = async () => (await fabric.withSession((s) => listVmDisks(s, mtVm))).map((d) => d.fileName);
+
+  await fabric.lendDisksToMt(machine, 'mt-a', disks, signal);
+  await fabric.lendDisksToMt(machine, 'mt-a', disks, signal); // a resumed task lends again: no change
+  assert.deepEqual((await mtFiles()).filter((f) => f.includes('lend01')), created.disks.map((d) => d.fileName));
+  assert.equal(flattenSnapshots(await fabric.withSession((s) => listSnapshots(s, vm))).length, 0, 'snapshots merged');
+
+  await fabric.returnDisksFromMt(machine, 'mt-a', disks, signal);
+  await fabric.returnDisksFromMt(machine, 'mt-a', disks, signal);
+  assert.deepEqual((await mtFiles()).filter((f) => f.includes('lend01')), []);
+  for (const d of created.disks) await access(d.localPath); // never deleted
+  assert.equal((await fabric.withSession((s) => listVmDisks(s, vm))).length, 2, 'the VM keeps its disks');
+
+  await assert.rejects(fabric.lendDisksToMt(machine, 'mt-a', [{ diskId: 'x', path: '/nowhere-flat.vmdk', sizeBytes: MiB }], signal), { code: 'VSPHERE_DISK_NOT_ON_VM' });
+  await assert.rejects(fabric.lendDisksToMt(machine, 'mt-unknown', disks, signal), { code: 'VSPHERE_MT_VM_UNKNOWN' });
 });

@@ -1,8 +1,12 @@
 import { BoomerangError } from '../../replication/errors.js';
-import type { Fabric, FabricMachine, PowerAction, PowerState } from '../fabric.js';
+import type { Fabric, FabricDisk, FabricMachine, PowerAction, PowerState } from '../fabric.js';
 import { runHook, type PowerHooks } from '../physical/power.js';
 import { NotAuthenticatedError } from './faults.js';
 import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
+import { localFlatExtent } from './recovery-vm.js';
+import { mergeSnapshots } from './snapshots.js';
+import { attachDisks, detachDisks, listVmDisks } from './vm-disks.js';
+import type { VmDisk } from './vm-devices.js';
 import { retrieveFromContainer } from './property-collector.js';
 import { VsphereSession, type Credentials } from './session.js';
 import type { TransportOptions } from './transport.js';
@@ -27,6 +31,11 @@ export function vsphereMachinePower(machine: FabricMachine): VsphereMachinePower
 
 export type VsphereConnection = TransportOptions & Credentials;
 
+export interface VsphereFabricOptions {
+  /** The VM each master target runs in, by the MT's component name. */
+  masterTargetVms?: Readonly<Record<string, string>>;
+}
+
 const GUEST_HOOK_TIMEOUT_MS = 5 * 60 * 1000;
 
 /**
@@ -37,7 +46,10 @@ export class VsphereFabric implements Fabric {
   readonly kind = 'vsphere' as const;
   private session: Promise<VsphereSession> | undefined;
 
-  constructor(private readonly connection: VsphereConnection) {}
+  constructor(
+    private readonly connection: VsphereConnection,
+    private readonly options: VsphereFabricOptions = {},
+  ) {}
 
   /** Runs `fn` on a logged-in session; once more on a fresh one if the session had expired. */
   async withSession<T>(fn: (session: VsphereSession) => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -88,6 +100,46 @@ export class VsphereFabric implements Fabric {
     const vm = await this.findVm(name, signal);
     const state = await this.withSession((s) => vmPowerState(s, vm, signal), signal);
     return state === 'poweredOn' ? 'running' : state === 'poweredOff' ? 'stopped' : 'unknown';
+  }
+
+  /**
+   * The machine's VM is off; its snapshots are merged (a replica is written to the base disks, so
+   * no delta may sit on top) and its disks hot-added to the MT's VM, where the MT writes them.
+   */
+  async lendDisksToMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void> {
+    const vm = await this.findVm(vsphereMachinePower(machine).vm, signal);
+    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
+    const lent = await this.vmDisksFor(machine, vm, disks, signal);
+    await this.withSession((s) => mergeSnapshots(s, vm, { signal }), signal);
+    await this.withSession((s) => attachDisks(s, mtVm, lent.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })), { signal }), signal);
+  }
+
+  /** The disks leave the MT's VM (the files stay: no destroy), so the machine's VM can power on with them. */
+  async returnDisksFromMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void> {
+    const vm = await this.findVm(vsphereMachinePower(machine).vm, signal);
+    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
+    const lent = await this.vmDisksFor(machine, vm, disks, signal);
+    await this.withSession((s) => detachDisks(s, mtVm, lent.map((d) => d.fileName), { signal }), signal);
+  }
+
+  private mtVmName(mtName: string): string {
+    const name = this.options.masterTargetVms?.[mtName];
+    if (name === undefined) throw new BoomerangError('VSPHERE_MT_VM_UNKNOWN', `the fabric names no VM for master target ${mtName} (masterTargetVms)`);
+    return name;
+  }
+
+  /** The VM's disks behind `disks`, matched by the flat extent the MT writes; a disk the VM lacks is an error. */
+  private async vmDisksFor(machine: FabricMachine, vm: MoRef, disks: readonly FabricDisk[], signal: AbortSignal): Promise<VmDisk[]> {
+    return this.withSession(async (s) => {
+      const all = await listVmDisks(s, vm, signal);
+      const flats = await Promise.all(all.map((d) => localFlatExtent(s, d.fileName, signal)));
+      return disks.map((disk) => {
+        const i = flats.indexOf(disk.path);
+        const found = all[i];
+        if (found === undefined) throw new BoomerangError('VSPHERE_DISK_NOT_ON_VM', `VM of ${machine.name} has no disk whose data is ${disk.path} (disk ${disk.diskId})`);
+        return found;
+      });
+    }, signal);
   }
 
   private async guestHook(machine: FabricMachine, argv: string[], action: PowerAction, signal: AbortSignal): Promise<void> {
