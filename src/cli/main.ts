@@ -12,6 +12,7 @@ import { csCommand } from './cs.js';
 import { checkCommand } from './check.js';
 import { itemCommand } from './item.js';
 import { jobCommand } from './job.js';
+import { fabricCommand } from './fabric.js';
 import { cancelCommand, changePointCommand, commitCommand, failbackCommand, failoverCommand, reprotectCommand } from './operations.js';
 
 /** Exit codes scripts can rely on: 0 ok, 1 operation failed, 2 bad usage or configuration, 3 pre-flight checks failed. */
@@ -24,6 +25,7 @@ const program = new Command('boomerang')
   .addCommand(csCommand())
   .addCommand(checkCommand())
   .addCommand(itemCommand())
+  .addCommand(fabricCommand())
   .addCommand(failoverCommand())
   .addCommand(changePointCommand())
   .addCommand(commitCommand())

@@ -53,6 +53,10 @@ export interface ConfigurationServerOptions {
   resyncTimeoutSeconds?: number;
   /** How often jobs re-read what components report while they wait. @default 1000 */
   lifecyclePollMs?: number;
+  /** How often the inventory of every vsphere fabric is read again (on the CS clock); 0 turns it off. @default 900 */
+  fabricRefreshIntervalSeconds?: number;
+  /** Longest a vCenter login or inventory read may take. @default 300 */
+  fabricRefreshTimeoutSeconds?: number;
   /** @default the system clock */
   clock?: Clock;
   /** @default a pino logger named "cs" */
@@ -76,6 +80,8 @@ const Plain = Type.Object({
   agentRegistrationTimeoutSeconds: Type.Number({ minimum: 0, default: 900 }),
   resyncTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 86_400 }),
   lifecyclePollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+  fabricRefreshIntervalSeconds: Type.Number({ minimum: 0, default: 900 }),
+  fabricRefreshTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 300 }),
 });
 
 export const CS_FILES = Object.freeze({ db: 'cs.db', ca: 'ca.pem', adminToken: 'admin.token' });
@@ -102,6 +108,7 @@ export interface CompiledOptions {
   readonly stopTimeoutMs: number;
   readonly jobKinds: readonly JobKind[] | ((services: CsServices) => readonly JobKind[]);
   readonly lifecycle: { readonly commandTimeoutMs: number; readonly agentRegistrationTimeoutMs: number; readonly resyncTimeoutMs: number; readonly pollMs: number };
+  readonly fabricRefresh: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -143,6 +150,7 @@ export function compileOptions(options: ConfigurationServerOptions): CompiledOpt
       resyncTimeoutMs: o.resyncTimeoutSeconds * 1000,
       pollMs: o.lifecyclePollMs,
     }),
+    fabricRefresh: Object.freeze({ intervalMs: o.fabricRefreshIntervalSeconds * 1000, timeoutMs: o.fabricRefreshTimeoutSeconds * 1000 }),
     clock: clock ?? systemClock,
     log: logger ?? createLogger('cs'),
   });

@@ -7,6 +7,7 @@ import { CommandBus } from './components/commands.js';
 import { HeartbeatMonitor } from './components/monitor.js';
 import type { CsContext } from './context.js';
 import { migrate, openDatabase, type Db } from './db/open.js';
+import { inventoryRefresher } from './inventory/vsphere-inventory.js';
 import { JobEngine } from './jobs/engine.js';
 import { CsMetrics } from './metrics.js';
 import { compileOptions, type ConfigurationServerOptions, type CsPaths } from './options.js';
@@ -74,6 +75,8 @@ export class ConfigurationServer {
       undo.unshift(() => jobs.stop());
       await jobs.start();
       monitor.start();
+      undo.unshift(() => inventoryRefresher(context).stop());
+      inventoryRefresher(context).start();
       log.info({ url, vault: vault.name, dataDir: o.paths.dataDir, ca: o.paths.ca }, 'configuration server started');
       return new ConfigurationServer(context, jobs, monitor, commands, app, url);
     } catch (err) {
@@ -97,6 +100,7 @@ export class ConfigurationServer {
     this.stopping ??= (async () => {
       await this.monitor.stop();
       await this.app.close();
+      await inventoryRefresher(this.context).stop();
       await this.jobs.stop();
       await this.context.db.destroy();
       this.context.log.info('configuration server stopped');

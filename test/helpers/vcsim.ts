@@ -24,8 +24,13 @@ const CACHE = join(tmpdir(), 'boomerang-vcsim');
 export interface Vcsim {
   /** https://127.0.0.1:<port>/sdk */
   url: string;
+  /** The administrator account. */
   username: string;
   password: string;
+  /** An account with vSphere's ReadOnly role: it cannot see datastores and gets NoPermission on writes. */
+  readOnly: { username: string; password: string };
+  /** The free ESXi licence, held by the LicenseManager: assign it to a host with UpdateAssignedLicense. */
+  freeLicenseKey: string;
   /** The simulator's self-signed certificate (also its own CA). */
   certPem: string;
   /** SHA-1 thumbprint, colon-separated upper-case hex, as vSphere shows it. */
@@ -78,10 +83,11 @@ export async function startVcsim(): Promise<Vcsim> {
     child.once('error', rej);
     void exited.then(() => rej(new Error(`vcsim exited before it was ready: ${stderr.trim()}`)));
   });
-  const info = JSON.parse(line) as Omit<Vcsim, 'pid' | 'stop'>;
+  const { readOnlyUsername, readOnlyPassword, ...info } = JSON.parse(line) as Omit<Vcsim, 'pid' | 'stop' | 'readOnly'> & { readOnlyUsername: string; readOnlyPassword: string };
   const pid = child.pid as number;
   return {
     ...info,
+    readOnly: { username: readOnlyUsername, password: readOnlyPassword },
     pid,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGINT'); // SIGINT: it removes its datastore directories

@@ -111,9 +111,9 @@ test('fabrics and machines', async () => {
   await withCs({}, async (h) => {
     const fabric = await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' });
     assert.equal(fabric.status, 201);
-    const vsphere = await h.post('/v1/fabrics', { kind: 'vsphere', name: 'vc' });
-    assert.equal(vsphere.status, 400);
-    assert.equal(vsphere.json.code, 'FABRIC_KIND_NOT_AVAILABLE');
+    const azure = await h.post('/v1/fabrics', { kind: 'azure', name: 'cloud' });
+    assert.equal(azure.status, 400);
+    assert.equal(azure.json.code, 'FABRIC_KIND_NOT_AVAILABLE');
     assert.equal((await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json.code, 'NAME_TAKEN');
 
     const machine = await h.post('/v1/machines', { fabricId: fabric.json.id, name: 'db-1', power: { manual: true } });

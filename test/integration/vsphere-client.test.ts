@@ -25,7 +25,8 @@ import {
 
 // The typed vSphere SOAP client against a real vcsim (model: test/vcsim/main.go — one datacenter,
 // hosts DC0_H0 and DC0_H1, VMFS datastore LocalDS_0 on both, NFS datastore nfs-ds on DC0_H0 only,
-// two powered-on VMs per host, each with one 1 MiB disk).
+// NFS 4.1 datastore nfs41-ds on DC0_H1 only, two powered-on VMs per host, each with one 1 MiB disk;
+// tools run in the *_VM0 VMs).
 
 let sim: Vcsim;
 before(async () => {
@@ -109,7 +110,7 @@ test("discovery returns the model's hosts, datastores and VMs with their types a
 
     const [local, nfs] = [inv.datastores.find((d) => d.name === 'LocalDS_0'), inv.datastores.find((d) => d.name === 'nfs-ds')];
     assert.ok(local && nfs, 'both datastores are found');
-    assert.equal(inv.datastores.length, 2);
+    assert.equal(inv.datastores.length, 3);
     assert.equal(local.type, 'VMFS');
     assert.equal(nfs.type, 'NFS');
     for (const ds of [local, nfs]) {
@@ -129,7 +130,7 @@ test("discovery returns the model's hosts, datastores and VMs with their types a
       assert.equal(vm.powerState, 'poweredOn');
       assert.match(vm.uuid ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       assert.equal(vm.guestFamily, 'linuxGuest');
-      assert.equal(vm.toolsRunningStatus, 'guestToolsNotRunning');
+      assert.equal(vm.toolsRunningStatus, vm.name.endsWith('_VM0') ? 'guestToolsRunning' : 'guestToolsNotRunning');
       assert.equal(hostName(vm.host ?? { value: '' }), vm.name.slice(0, 'DC0_H0'.length));
       assert.equal(vm.disks.length, 1);
       const [disk] = vm.disks;
@@ -150,9 +151,9 @@ test('a small maxObjects pages the results through ContinueRetrievePropertiesEx,
     const paged: number[] = [];
     const a = await discover(s, { onPage: (n) => whole.push(n) });
     const b = await discover(s, { maxObjects: 3, onPage: (n) => paged.push(n) });
-    // Datacenters, then one datacenter's 2 hosts + 2 datastores + 4 VMs.
-    assert.deepEqual(whole, [1, 8]);
-    assert.deepEqual(paged, [1, 3, 3, 2]);
+    // Datacenters, then one datacenter's 2 hosts + 3 datastores + 4 VMs.
+    assert.deepEqual(whole, [1, 9]);
+    assert.deepEqual(paged, [1, 3, 3, 3]);
     const sorted = (inv: VsphereInventory) => ({ ...inv, hosts: byName(inv.hosts), datastores: byName(inv.datastores), vms: byName(inv.vms) });
     // Free space is read live and may move between the two reads.
     const stable = (inv: VsphereInventory) => ({ ...sorted(inv), datastores: sorted(inv).datastores.map((d) => ({ ...d, freeBytes: 0 })) });

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { MIGRATIONS } from '../../src/cs/db/migrations.js';
 import { migrate, openDatabase } from '../../src/cs/db/open.js';
 
-const TABLES = ['ca', 'commands', 'components', 'fabrics', 'item_disks', 'items', 'jobs', 'machines', 'policies', 'power_confirmations', 'recovery_points', 'server_tls', 'tasks', 'vault'];
+const TABLES = ['ca', 'commands', 'components', 'fabric_inventory', 'fabric_secrets', 'fabrics', 'item_disks', 'items', 'jobs', 'machines', 'policies', 'power_confirmations', 'recovery_points', 'server_tls', 'tasks', 'vault'];
 
 test('migrations create the schema from empty, and a restart applies nothing and keeps the data', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'boomerang-cs-db-'));

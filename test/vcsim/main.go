@@ -1,11 +1,20 @@
 // Command vcsim starts VMware's vCenter simulator (govmomi, from Debian's sources) with the model
 // Boomerang's tests use, on 127.0.0.1 and a port the OS chooses, and prints one JSON line
-// {url, username, password, certPem, thumbprint} when it is ready. SIGINT/SIGTERM stop it and
-// remove its datastore directories.
+// {url, username, password, readOnlyUsername, readOnlyPassword, freeLicenseKey, certPem, thumbprint}
+// when it is ready. SIGINT/SIGTERM stop it and remove its datastore directories.
+//
+// The model: datacenter DC0, hosts DC0_H0 and DC0_H1; VMFS datastore LocalDS_0 on both (read-write),
+// NFS datastore nfs-ds on DC0_H0 (read-write), NFS 4.1 datastore nfs41-ds on DC0_H1 (read-only);
+// two powered-on VMs per host, each with one 1 MiB disk on LocalDS_0 that has a UUID. VMware Tools
+// run in the *_VM0 VMs (not in the *_VM1 ones); DC0_H0_VM0 has disk.EnableUUID=TRUE.
+// Accounts (accounts.go): an administrator, and a read-only user who cannot see datastores and
+// gets NoPermission on writes. Licences (licences.go): evaluation everywhere; a free ESXi licence
+// can be assigned to a host with UpdateAssignedLicense.
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
 	"encoding/json"
@@ -31,10 +40,15 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-const (
-	username = "boomerang"
-	password = "vcsim-password"
-)
+// nasDatastore is one NFS-type datastore the model mounts on one host.
+type nasDatastore struct {
+	name, host, fsType, accessMode string
+}
+
+var nasDatastores = []nasDatastore{
+	{"nfs-ds", "DC0_H0", string(types.HostFileSystemVolumeFileSystemTypeNFS), string(types.HostMountModeReadWrite)},
+	{"nfs41-ds", "DC0_H1", string(types.HostFileSystemVolumeFileSystemTypeNFS41), string(types.HostMountModeReadOnly)},
+}
 
 func main() {
 	model := simulator.VPX()
@@ -52,14 +66,20 @@ func main() {
 		ds := e.(*simulator.Datastore)
 		ds.Summary.Type = string(types.HostFileSystemVolumeFileSystemTypeVMFS)
 	}
+	configureVms()
 	// vcsim 0.24 ignores maxObjects and has no ContinueRetrievePropertiesEx: page its results as
 	// vCenter does, so clients' token handling is exercised.
 	for _, ref := range []types.ManagedObjectReference{{Type: "PropertyCollector", Value: "propertyCollector"}} {
 		simulator.Map.Put(&pagingCollector{PropertyCollector: simulator.PropertyCollector{PropertyCollector: mo.PropertyCollector{Self: ref}}})
 	}
+	installAuthorization(model.ServiceContent)
+	installLicences(model.ServiceContent)
 	model.Service.TLS = new(tls.Config)
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(username, password)}
+	// Any non-empty user passes vcsim's own check; accounts.go refuses all but the model's accounts.
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
 	server := model.Service.NewServer()
+	// Before any client connects (the ready line is not printed yet).
+	server.Config.Handler = accountFilter(server.Config.Handler)
 
 	nfsDir, err := ioutil.TempDir("", "boomerang-vcsim-nfs-")
 	if err != nil {
@@ -71,10 +91,13 @@ func main() {
 		os.RemoveAll(nfsDir)
 		os.Exit(code)
 	}
-	if err := addNfs(server.URL, filepath.Join(nfsDir, "nfs-ds")); err != nil {
+	admin := *server.URL
+	admin.User = url.UserPassword(adminUser.name, adminUser.password)
+	if err := addNas(&admin, nfsDir); err != nil {
 		log.Print(err)
 		stop(1)
 	}
+	rebuildMounts()
 
 	cert := server.Certificate()
 	sum := sha1.Sum(cert.Raw)
@@ -85,11 +108,14 @@ func main() {
 	u := *server.URL
 	u.User = nil
 	line, _ := json.Marshal(map[string]string{
-		"url":        u.String(),
-		"username":   username,
-		"password":   password,
-		"certPem":    string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
-		"thumbprint": strings.Join(hexes, ":"),
+		"url":              u.String(),
+		"username":         adminUser.name,
+		"password":         adminUser.password,
+		"readOnlyUsername": readOnlyUser.name,
+		"readOnlyPassword": readOnlyUser.password,
+		"freeLicenseKey":   freeLicense.LicenseKey,
+		"certPem":          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
+		"thumbprint":       strings.Join(hexes, ":"),
 	})
 	fmt.Println(string(line))
 
@@ -99,11 +125,45 @@ func main() {
 	stop(0)
 }
 
-// addNfs mounts an NFS datastore (backed by a local directory) on the first host.
-func addNfs(u *url.URL, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// configureVms sets what vcsim leaves unset on the model VMs: guest tools state, a UUID on every
+// disk (as ESXi gives one to each VMDK), and disk.EnableUUID on one VM.
+func configureVms() {
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		vm := e.(*simulator.VirtualMachine)
+		if strings.HasSuffix(vm.Name, "_VM0") {
+			vm.Guest.ToolsRunningStatus = string(types.VirtualMachineToolsRunningStatusGuestToolsRunning)
+			vm.Guest.ToolsStatus = types.VirtualMachineToolsStatusToolsOk
+		} else {
+			vm.Guest.ToolsRunningStatus = string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning)
+			vm.Guest.ToolsStatus = types.VirtualMachineToolsStatusToolsNotRunning
+		}
+		if vm.Name == "DC0_H0_VM0" {
+			vm.Config.ExtraConfig = append(vm.Config.ExtraConfig, &types.OptionValue{Key: "disk.EnableUUID", Value: "TRUE"})
+		}
+		for _, d := range vm.Config.Hardware.Device {
+			disk, ok := d.(*types.VirtualDisk)
+			if !ok {
+				continue
+			}
+			if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok && b.Uuid == "" {
+				b.Uuid = esxDiskUUID()
+			}
+		}
 	}
+}
+
+// esxDiskUUID is a random UUID in the form ESXi gives VMDKs (6000C29x-…).
+func esxDiskUUID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		log.Fatal(err)
+	}
+	h := fmt.Sprintf("6000C29%x", b)[:32]
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}
+
+// addNas mounts the NFS-type datastores (each backed by a local directory) on their hosts.
+func addNas(u *url.URL, root string) error {
 	ctx := context.Background()
 	c, err := govmomi.NewClient(ctx, u, true)
 	if err != nil {
@@ -116,26 +176,70 @@ func addNfs(u *url.URL, dir string) error {
 		return err
 	}
 	finder.SetDatacenter(dc)
-	hosts, err := finder.HostSystemList(ctx, "*")
-	if err != nil {
-		return err
+	for _, n := range nasDatastores {
+		dir := filepath.Join(root, n.name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		host, err := finder.HostSystem(ctx, n.host)
+		if err != nil {
+			return err
+		}
+		dss, err := host.ConfigManager().DatastoreSystem(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := dss.CreateNasDatastore(ctx, types.HostNasVolumeSpec{
+			RemoteHost: "nfs.example.test",
+			RemotePath: "/export/" + n.name,
+			LocalPath:  dir,
+			AccessMode: n.accessMode,
+			Type:       n.fsType,
+		}); err != nil {
+			return err
+		}
 	}
-	dss, err := hosts[0].ConfigManager().DatastoreSystem(ctx)
-	if err != nil {
-		return err
+	return nil
+}
+
+// rebuildMounts fills Datastore.host from the hosts' datastore lists (vcsim records only the last
+// host that mounted a datastore, and none for NAS ones), with each mount's access mode.
+func rebuildMounts() {
+	mode := map[string]string{}
+	for _, n := range nasDatastores {
+		mode[n.name+"@"+n.host] = n.accessMode
 	}
-	_, err = dss.CreateNasDatastore(ctx, types.HostNasVolumeSpec{
-		RemoteHost: "nfs.example.test",
-		RemotePath: "/export/boomerang",
-		LocalPath:  dir,
-		AccessMode: string(types.HostMountModeReadWrite),
-		Type:       string(types.HostFileSystemVolumeFileSystemTypeNFS),
-	})
-	return err
+	mounts := map[types.ManagedObjectReference][]types.DatastoreHostMount{}
+	for _, e := range simulator.Map.All("HostSystem") {
+		h := e.(*simulator.HostSystem)
+		for _, ref := range h.Datastore {
+			ds, ok := simulator.Map.Get(ref).(*simulator.Datastore)
+			if !ok {
+				continue
+			}
+			access := mode[ds.Name+"@"+h.Name]
+			if access == "" {
+				access = string(types.HostMountModeReadWrite)
+			}
+			mounts[ref] = append(mounts[ref], types.DatastoreHostMount{
+				Key: h.Self,
+				MountInfo: types.HostMountInfo{
+					Path:       ds.Info.GetDatastoreInfo().Url,
+					AccessMode: access,
+					Mounted:    types.NewBool(true),
+					Accessible: types.NewBool(true),
+				},
+			})
+		}
+	}
+	for ref, m := range mounts {
+		simulator.Map.Get(ref).(*simulator.Datastore).Host = m
+	}
 }
 
 // pagingCollector is the simulator's PropertyCollector with RetrievePropertiesEx paged by
-// options.maxObjects. The simulator makes one instance per session (reflect.New of this type).
+// options.maxObjects, and with datastores hidden from sessions that may not see them
+// (accounts.go). The simulator makes one instance per session (reflect.New of this type).
 type pagingCollector struct {
 	simulator.PropertyCollector
 	pageMu  sync.Mutex
@@ -168,8 +272,22 @@ func (pc *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, r *types
 	if body.Res == nil || body.Res.Returnval == nil {
 		return body
 	}
-	res := pc.page(body.Res.Returnval.Objects, r.Options.MaxObjects)
+	res := pc.page(visibleTo(ctx, body.Res.Returnval.Objects), r.Options.MaxObjects)
 	body.Res.Returnval = &res
+	return body
+}
+
+func (pc *pagingCollector) RetrieveProperties(ctx *simulator.Context, r *types.RetrieveProperties) soap.HasFault {
+	body := &methods.RetrievePropertiesBody{}
+	res := pc.PropertyCollector.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{This: r.This, SpecSet: r.SpecSet}).(*methods.RetrievePropertiesExBody)
+	if res.Fault_ != nil {
+		body.Fault_ = res.Fault_
+		return body
+	}
+	body.Res = &types.RetrievePropertiesResponse{}
+	if res.Res != nil && res.Res.Returnval != nil {
+		body.Res.Returnval = visibleTo(ctx, res.Res.Returnval.Objects)
+	}
 	return body
 }
 

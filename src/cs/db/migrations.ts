@@ -221,9 +221,35 @@ const lifecycle: Migration = {
   },
 };
 
+/**
+ * vCenter fabrics: the account's password (a secret: its own table, so no fabric query returns
+ * it by accident) and the last inventory read from vCenter, with how that read went.
+ */
+const fabricInventory: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('fabric_secrets')
+      .addColumn('fabric_id', 'text', (c) => c.primaryKey().references('fabrics.id').onDelete('cascade'))
+      .addColumn('password', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('fabric_inventory')
+      .addColumn('fabric_id', 'text', (c) => c.primaryKey().references('fabrics.id').onDelete('cascade'))
+      .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('pending', 'ok', 'lacking-privileges', 'failed')`))
+      .addColumn('refreshed_at', 'text')
+      .addColumn('attempted_at', 'text')
+      .addColumn('error', 'text')
+      .addColumn('snapshot', 'text')
+      .execute();
+  },
+};
+
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
   '0002_lifecycle': lifecycle,
+  '0003_fabric_inventory': fabricInventory,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -70,6 +70,30 @@ export interface FabricsTable {
   created_at: string;
 }
 
+/** The password of a vsphere fabric's vCenter account; never part of a view. */
+export interface FabricSecretsTable {
+  fabric_id: string;
+  /** The DB file is 0600 in a 0700 directory, as for the vault passphrase. */
+  password: string;
+  updated_at: string;
+}
+
+export type InventoryStatus = 'pending' | 'ok' | 'lacking-privileges' | 'failed';
+
+/** The last inventory read from a vsphere fabric's vCenter. */
+export interface FabricInventoryTable {
+  fabric_id: string;
+  status: InventoryStatus;
+  /** When `snapshot` was read (the last read that succeeded). */
+  refreshed_at: string | null;
+  /** When the last read was tried, successful or not. */
+  attempted_at: string | null;
+  /** JSON {code, message, remedy} of the last read that failed, or of the privileges it found missing. */
+  error: string | null;
+  /** JSON of the inventory (VsphereInventory). */
+  snapshot: string | null;
+}
+
 export type PowerState = 'unknown' | 'running' | 'stopped';
 
 export interface MachinesTable {
@@ -229,6 +253,8 @@ export interface Database {
   server_tls: ServerTlsTable;
   components: ComponentsTable;
   fabrics: FabricsTable;
+  fabric_secrets: FabricSecretsTable;
+  fabric_inventory: FabricInventoryTable;
   machines: MachinesTable;
   policies: PoliciesTable;
   items: ItemsTable;
@@ -242,6 +268,7 @@ export interface Database {
 
 export type ComponentRow = Selectable<ComponentsTable>;
 export type FabricRow = Selectable<FabricsTable>;
+export type FabricInventoryRow = Selectable<FabricInventoryTable>;
 export type MachineRow = Selectable<MachinesTable>;
 export type PolicyRow = Selectable<PoliciesTable>;
 export type ItemRow = Selectable<ItemsTable>;

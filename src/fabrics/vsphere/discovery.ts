@@ -1,138 +1,45 @@
-import type { DatastoreInfo, DatastoreType, GuestFamily, HostInfo, ToolsRunningStatus, VirtualDiskInfo, VmInfo, VmPowerState, VsphereInventory } from './inventory.js';
+import { discoveryManagers } from './discover-content.js';
+import { DATASTORE_PATHS, decodeDatastore, decodeHost, HOST_PATHS, refKey } from './discover-host.js';
+import { decodeVm, VM_PATHS } from './discover-vm.js';
+import type { VsphereInventory } from './inventory.js';
+import { hostLicences } from './licences.js';
+import { checkPrivileges } from './privileges.js';
 import { retrieveFromContainer, type ObjectProps, type RetrieveOptions } from './property-collector.js';
 import type { VsphereSession } from './session.js';
-import { boolOf, child, moRefOf, numberOf, path, textOf, type MoRef, type XNode } from './xml.js';
+import { textOf, type MoRef } from './xml.js';
+
+export { refKey } from './discover-host.js';
 
 const DATACENTER_PATHS = ['name'];
-const HOST_PATHS = ['name', 'summary.config.product', 'summary.hardware.memorySize', 'datastore'];
-const DATASTORE_PATHS = ['summary'];
-const VM_PATHS = [
-  'name',
-  'runtime.powerState',
-  'runtime.host',
-  'config.uuid',
-  'config.instanceUuid',
-  'config.guestId',
-  'config.template',
-  'config.hardware.device',
-  'guest.guestFamily',
-  'guest.toolsRunningStatus',
-  'guest.toolsStatus',
-];
 
-export const refKey = (r: MoRef): string => `${r.type}:${r.value}`;
-
-function datastoreType(raw: string): DatastoreType {
-  switch (raw.toUpperCase()) {
-    case 'VMFS':
-      return 'VMFS';
-    case 'NFS':
-      return 'NFS';
-    case 'NFS41':
-      return 'NFS41';
-    case 'VSAN':
-      return 'vsan';
-    case 'VVOL':
-      return 'vvol';
-    default:
-      return 'other';
-  }
-}
-
-function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T): T {
-  return allowed.includes(value as T) ? (value as T) : fallback;
-}
-
-const prop = (o: ObjectProps, name: string): XNode | undefined => o.props.get(name);
-const str = (o: ObjectProps, name: string): string | undefined => textOf(prop(o, name));
-/** An ArrayOfManagedObjectReference value. */
-const refs = (n: XNode | undefined): MoRef[] => (n ? n.children.map((c) => moRefOf(c)).filter((r): r is MoRef => r !== undefined) : []);
-
-function decodeDisk(device: XNode): VirtualDiskInfo {
-  const backing = child(device, 'backing');
-  const bytes = numberOf(child(device, 'capacityInBytes'));
-  const kb = numberOf(child(device, 'capacityInKB'));
-  return {
-    key: numberOf(child(device, 'key')) ?? 0,
-    label: textOf(path(device, 'deviceInfo', 'label')) ?? '',
-    fileName: textOf(child(backing, 'fileName')) ?? '',
-    datastore: moRefOf(child(backing, 'datastore')),
-    capacityBytes: bytes ?? (kb ?? 0) * 1024,
-    uuid: textOf(child(backing, 'uuid')) || undefined,
-    controllerKey: numberOf(child(device, 'controllerKey')),
-    unitNumber: numberOf(child(device, 'unitNumber')),
-  };
-}
-
-function decodeVm(o: ObjectProps, datacenter: string): VmInfo {
-  const devices = prop(o, 'config.hardware.device')?.children ?? [];
-  return {
-    ref: o.obj,
-    name: str(o, 'name') ?? o.obj.value,
-    datacenter,
-    powerState: oneOf<VmPowerState>(str(o, 'runtime.powerState'), ['poweredOn', 'poweredOff', 'suspended'], 'poweredOff'),
-    uuid: str(o, 'config.uuid'),
-    instanceUuid: str(o, 'config.instanceUuid'),
-    guestId: str(o, 'config.guestId'),
-    guestFamily: oneOf<GuestFamily>(
-      str(o, 'guest.guestFamily'),
-      ['windowsGuest', 'linuxGuest', 'netwareGuest', 'solarisGuest', 'darwinGuestFamily', 'otherGuestFamily'],
-      'unknown',
-    ),
-    toolsRunningStatus: oneOf<ToolsRunningStatus>(
-      str(o, 'guest.toolsRunningStatus'),
-      ['guestToolsRunning', 'guestToolsNotRunning', 'guestToolsExecutingScripts'],
-      'unknown',
-    ),
-    toolsStatus: str(o, 'guest.toolsStatus'),
-    host: moRefOf(prop(o, 'runtime.host')),
-    template: boolOf(prop(o, 'config.template')) ?? false,
-    disks: devices.filter((d) => d.xsiType === 'VirtualDisk').map(decodeDisk),
-  };
-}
-
-function decodeHost(o: ObjectProps, datacenter: string): HostInfo {
-  const product = prop(o, 'summary.config.product');
-  return {
-    ref: o.obj,
-    name: str(o, 'name') ?? o.obj.value,
-    datacenter,
-    productName: textOf(child(product, 'name')) ?? '',
-    productVersion: textOf(child(product, 'version')) ?? '',
-    productFullName: textOf(child(product, 'fullName')) ?? '',
-    memoryBytes: numberOf(prop(o, 'summary.hardware.memorySize')) ?? 0,
-    datastores: refs(prop(o, 'datastore')),
-  };
-}
-
-function decodeDatastore(o: ObjectProps, datacenter: string, hosts: readonly HostInfo[]): DatastoreInfo {
-  const s = prop(o, 'summary');
-  const rawType = textOf(child(s, 'type')) ?? '';
-  const key = refKey(o.obj);
-  return {
-    ref: o.obj,
-    name: textOf(child(s, 'name')) ?? o.obj.value,
-    datacenter,
-    type: datastoreType(rawType),
-    rawType,
-    capacityBytes: numberOf(child(s, 'capacity')) ?? 0,
-    freeBytes: numberOf(child(s, 'freeSpace')) ?? 0,
-    url: textOf(child(s, 'url')) ?? '',
-    accessible: boolOf(child(s, 'accessible')) ?? false,
-    hosts: hosts.filter((h) => h.datastores.some((d) => refKey(d) === key)).map((h) => h.ref),
-  };
+/** Datastores that hosts or VMs refer to but that were not listed: the account may not see them. */
+function hiddenDatastores(inv: VsphereInventory): string[] {
+  const listed = new Set(inv.datastores.map((d) => refKey(d.ref)));
+  const referred: MoRef[] = [...inv.hosts.flatMap((h) => h.datastores), ...inv.vms.flatMap((v) => [...v.datastores, ...v.disks.flatMap((d) => (d.datastore ? [d.datastore] : []))])];
+  return [...new Set(referred.filter((r) => !listed.has(refKey(r))).map((r) => r.value))].sort();
 }
 
 /**
- * Reads the inventory: every datacenter, and in each its hosts, datastores and VMs (templates
- * included, flagged). One ContainerView per datacenter, so each object is attributed to its
+ * Reads the inventory: every datacenter, and in each its hosts (with their licences), datastores
+ * (with their mounts) and VMs (templates included, flagged); then checks the account's
+ * privileges, so an account that cannot see datastores is reported as such rather than taken
+ * for an empty site. One ContainerView per datacenter, so each object is attributed to its
  * datacenter; `maxObjects` pages the results.
  */
 export async function discover(session: VsphereSession, options: RetrieveOptions = {}): Promise<VsphereInventory> {
-  const inv: VsphereInventory = { datacenters: [], hosts: [], datastores: [], vms: [] };
+  const { about } = session.content;
+  const inv: VsphereInventory = {
+    about: { fullName: about.fullName, apiType: about.apiType, apiVersion: about.apiVersion, instanceUuid: about.instanceUuid },
+    datacenters: [],
+    hosts: [],
+    datastores: [],
+    vms: [],
+    privileges: { checked: false, missing: [], hiddenDatastores: [] },
+  };
+  const managers = await discoveryManagers(session, options.signal);
   const dcs = await retrieveFromContainer(session, session.content.rootFolder, [{ type: 'Datacenter', paths: DATACENTER_PATHS }], options);
   for (const dc of dcs) {
-    const name = str(dc, 'name') ?? dc.obj.value;
+    const name = textOf(dc.props.get('name')) ?? dc.obj.value;
     inv.datacenters.push({ ref: dc.obj, name });
     const objects = await retrieveFromContainer(
       session,
@@ -144,12 +51,14 @@ export async function discover(session: VsphereSession, options: RetrieveOptions
       ],
       options,
     );
-    const hosts = objects.filter((o) => o.obj.type === 'HostSystem').map((o) => decodeHost(o, name));
+    const ofType = (t: string): ObjectProps[] => objects.filter((o) => o.obj.type === t);
+    const hostObjects = ofType('HostSystem');
+    const licences = await hostLicences(session, managers.licenseManager, hostObjects.map((o) => o.obj), options.signal);
+    const hosts = hostObjects.map((o) => decodeHost(o, name, licences.get(o.obj.value)));
     inv.hosts.push(...hosts);
-    for (const o of objects) {
-      if (o.obj.type === 'Datastore') inv.datastores.push(decodeDatastore(o, name, hosts));
-      else if (o.obj.type === 'VirtualMachine') inv.vms.push(decodeVm(o, name));
-    }
+    inv.datastores.push(...ofType('Datastore').map((o) => decodeDatastore(o, name, hosts)));
+    inv.vms.push(...ofType('VirtualMachine').map((o) => decodeVm(o, name)));
   }
+  inv.privileges = await checkPrivileges(session, managers.authorizationManager, inv.datacenters.map((d) => d.ref), hiddenDatastores(inv), options.signal);
   return inv;
 }
