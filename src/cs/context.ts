@@ -1,6 +1,7 @@
 import type { Logger } from '../runtime/log.js';
 import type { Clock } from './clock.js';
 import type { Db } from './db/open.js';
+import type { FabricClients } from './fabric-clients.js';
 import type { CompiledOptions } from './options.js';
 
 /** What every service of the CS is built from; assembled once by the composition root. */
@@ -9,4 +10,6 @@ export interface CsContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly options: CompiledOptions;
+  /** Clients of the fabrics (vCenter sessions and the like), built on first use. */
+  readonly fabrics: FabricClients;
 }

@@ -6,6 +6,7 @@ import { buildApi } from './api/app.js';
 import { CommandBus } from './components/commands.js';
 import { HeartbeatMonitor } from './components/monitor.js';
 import type { CsContext } from './context.js';
+import { FabricClients } from './fabric-clients.js';
 import { migrate, openDatabase, type Db } from './db/open.js';
 import { inventoryRefresher } from './inventory/vsphere-inventory.js';
 import { JobEngine } from './jobs/engine.js';
@@ -53,7 +54,8 @@ export class ConfigurationServer {
       const applied = await migrate(db);
       if (applied.length > 0) log.info({ migrations: applied }, 'database schema migrated');
       const vault = await openVault(db, o);
-      const context: CsContext = Object.freeze({ db, clock: o.clock, log, options: o });
+      const context: CsContext = Object.freeze({ db, clock: o.clock, log, options: o, fabrics: new FabricClients(db) });
+      undo.unshift(() => context.fabrics.close());
       const commands = new CommandBus(context);
       const jobs = new JobEngine({
         db,
@@ -102,6 +104,7 @@ export class ConfigurationServer {
       await this.app.close();
       await inventoryRefresher(this.context).stop();
       await this.jobs.stop();
+      await this.context.fabrics.close();
       await this.context.db.destroy();
       this.context.log.info('configuration server stopped');
     })();

@@ -8,6 +8,8 @@ import { BoomerangError, errorMessage } from '../replication/errors.js';
 import type { Endpoint } from '../replication/transport.js';
 import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 import { generateToken, readTokenFile, writeTokenFile } from '../security/token.js';
+import { VsphereFabric } from '../fabrics/vsphere/fabric.js';
+import { createRecoveryVm } from '../fabrics/vsphere/recovery-vm.js';
 import { CLI, startComponent, type ComponentProcess } from './process.js';
 import { MACHINE_FILES, killMachine, machineRunning, readMachineRun, startMachine, stopMachine, writeMachineRun, type MachineRun } from './machine.js';
 
@@ -36,6 +38,24 @@ export interface LabOptions {
   logLevel?: string;
   /** Print progress lines. */
   print?: (line: string) => void;
+  /** Site A is a vCenter (vcsim in tests) instead of the physical fabric. */
+  vsphere?: LabVsphereSite;
+}
+
+/**
+ * A vCenter as the lab's site A: each machine becomes a VM created on `host` with its disk on
+ * `datastore` (a local directory under vcsim, where the agent and the MT write the VMDK's flat
+ * extent); the site's master target stands for the VM `mtVm`. vcsim's VMs have no guest: the
+ * lab's guest process is run by the fabric's guest hooks when the VM powers on and off.
+ */
+export interface LabVsphereSite {
+  url: string;
+  caPem: string;
+  username: string;
+  password: string;
+  host: string;
+  datastore: string;
+  mtVm: string;
 }
 
 export const LAB_DEFAULTS = Object.freeze({ machines: ['web01', 'db01'], diskBytes: 64 * 1024 * 1024, burstBytes: 8 * 1024 * 1024, heartbeatIntervalSeconds: 2, agentRegistrationTimeoutSeconds: 120 });
@@ -46,6 +66,8 @@ export interface LabMachine {
   itemId?: string;
   /** Machine ids in the CS, per site. */
   ids: Record<Site, string>;
+  /** Where a site keeps the machine's disk when its fabric chose (vSphere: the VMDK's flat extent). */
+  diskPaths?: Partial<Record<Site, string>>;
 }
 
 /** What the lab writes to lab.json: enough for `lab drill` or the CLI to find everything. */
@@ -72,7 +94,8 @@ interface ComponentReady {
 
 export class Lab {
   readonly dir: string;
-  readonly o: Required<Omit<LabOptions, 'print'>> & { print: (line: string) => void };
+  readonly o: Required<Omit<LabOptions, 'print' | 'vsphere'>> & { print: (line: string) => void };
+  private readonly vsphere: LabVsphereSite | undefined;
   private readonly procs = new Map<string, ComponentProcess<ComponentReady>>();
   state!: LabState;
   client!: HttpsJsonClient;
@@ -91,6 +114,7 @@ export class Lab {
       logLevel: o.logLevel ?? 'info',
       print: o.print ?? (() => undefined),
     };
+    this.vsphere = o.vsphere;
   }
 
   path(...parts: string[]): string {
@@ -116,7 +140,8 @@ export class Lab {
 
   /** The machine's disk at a site: primary disk at A, the recovery machine's disk at B. */
   diskPath(machine: string, site: Site): string {
-    return this.path(`site-${site}`, 'machines', machine, 'disk0.img');
+    const chosen = this.state?.machines.find((m) => m.name === machine)?.diskPaths?.[site];
+    return chosen ?? this.path(`site-${site}`, 'machines', machine, 'disk0.img');
   }
 
   /** Where that site's MT keeps the replica while it replicates into it. */
@@ -282,11 +307,14 @@ export class Lab {
     const s = this.state;
     for (const site of SITES) for (const role of ['ps', 'mt'] as const) s.components[`${role}-${site}`] = await this.componentId(role, `${role}-${site}`);
     const fabrics: Record<Site, string> = { a: '', b: '' };
-    for (const site of SITES) fabrics[site] = (await this.client.call<{ id: string }>('POST', '/v1/fabrics', { kind: 'physical', name: `site-${site}` })).id;
+    for (const site of SITES) fabrics[site] = (await this.client.call<{ id: string }>('POST', '/v1/fabrics', this.fabricOf(site))).id;
     const policy = await this.client.call<{ forward: { id: string } }>('POST', '/v1/policies', { name: 'lab', rpoThresholdSeconds: 60, retentionHours: 24, appConsistentMinutes: 60, crashConsistentMinutes: 5 });
     s.policyId = policy.forward.id;
     for (const name of this.o.machines) {
       const ids = { a: '', b: '' } as Record<Site, string>;
+      const machine: LabMachine = { name, diskId: `${name}-disk0`, ids };
+      s.machines.push(machine);
+      if (this.vsphere) machine.diskPaths = { a: await this.createVm(name) };
       for (const site of SITES) {
         const run = this.machineRun(name, site);
         await mkdir(run.dir, { recursive: true, mode: 0o700 });
@@ -311,12 +339,12 @@ export class Lab {
             2,
           ),
         );
-        ids[site] = (await this.client.call<{ id: string }>('POST', '/v1/machines', { fabricId: fabrics[site], name, power: this.powerHooks(run) })).id;
+        const power = site === 'a' && this.vsphere ? this.vspherePower(name, run) : this.powerHooks(run);
+        ids[site] = (await this.client.call<{ id: string }>('POST', '/v1/machines', { fabricId: fabrics[site], name, power })).id;
       }
-      s.machines.push({ name, diskId: `${name}-disk0`, ids });
     }
     // The primary machines run from the start, their agents register.
-    for (const m of s.machines) await startMachine(this.machineRun(m.name, 'a'));
+    for (const m of s.machines) await this.startPrimary(m);
     for (const m of s.machines) {
       const agentId = await this.componentId('agent', this.agentName(m.name, 'a'));
       const { item } = await this.client.call<{ item: { id: string } }>('POST', '/v1/items', {
@@ -333,6 +361,46 @@ export class Lab {
       });
       m.itemId = item.id;
       this.o.print(`replication of ${m.name} enabled (item ${item.id})`);
+    }
+  }
+
+  private fabricOf(site: Site): object {
+    const v = this.vsphere;
+    if (site !== 'a' || !v) return { kind: 'physical', name: `site-${site}` };
+    return { kind: 'vsphere', name: `site-${site}`, config: { url: v.url, username: v.username, caPem: v.caPem, masterTargetVms: { 'mt-a': v.mtVm } }, password: v.password };
+  }
+
+  /** A vSphere machine: its VM, and the lab's guest started after power-on, stopped before power-off. */
+  private vspherePower(name: string, run: MachineRun) {
+    const { start, stop } = this.powerHooks(run);
+    return { vm: name, guest: { start, stop } };
+  }
+
+  private vsphereFabric(): VsphereFabric {
+    const v = this.vsphere!;
+    return new VsphereFabric({ url: v.url, tls: { caPem: v.caPem }, username: v.username, password: v.password });
+  }
+
+  /** A powered-off VM for the machine at site A; the path of its disk's flat extent. */
+  private async createVm(name: string): Promise<string> {
+    const v = this.vsphere!;
+    const fabric = this.vsphereFabric();
+    try {
+      const vm = await fabric.withSession((session) => createRecoveryVm(session, { name, host: v.host, datastore: v.datastore, diskSizes: [this.o.diskBytes] }));
+      return vm.disks[0]!.localPath;
+    } finally {
+      await fabric.close();
+    }
+  }
+
+  /** Starts a machine at site A the way its fabric does: on vSphere the VM powers on, then its guest starts. */
+  private async startPrimary(m: LabMachine): Promise<void> {
+    if (!this.vsphere) return startMachine(this.machineRun(m.name, 'a'));
+    const fabric = this.vsphereFabric();
+    try {
+      await fabric.power({ id: m.ids.a, name: m.name, power: this.vspherePower(m.name, this.machineRun(m.name, 'a')) }, 'start', AbortSignal.timeout(120_000));
+    } finally {
+      await fabric.close();
     }
   }
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startVcsim, type Vcsim } from '../helpers/vcsim.js';
 import { withDir } from '../helpers/stack.js';
 import { VsphereFabric } from '../../src/fabrics/vsphere/fabric.js';
-import { createSnapshot, flattenSnapshots, listSnapshots, listVmDisks, NotAuthenticatedError, ref, vmPowerState } from '../../src/fabrics/vsphere/index.js';
+import { createSnapshot, flattenSnapshots, queryVmEvents, listSnapshots, listVmDisks, NotAuthenticatedError, ref, vmPowerState } from '../../src/fabrics/vsphere/index.js';
 import { createRecoveryVm } from '../../src/fabrics/vsphere/recovery-vm.js';
 import type { FabricMachine } from '../../src/fabrics/fabric.js';
 
@@ -75,13 +75,17 @@ test('lending disks merges the VM’s snapshots and hot-adds its disks to the MT
   const mtVm = await fabric.findVm('DC0_H0_VM1');
   const mtFiles = async () => (await fabric.withSession((s) => listVmDisks(s, mtVm))).map((d) => d.fileName);
 
+  const reconfigured = async () => (await fabric.withSession((s) => queryVmEvents(s, mtVm, { types: ['VmReconfiguredEvent'] }))).length;
+  const before = await reconfigured();
   await fabric.lendDisksToMt(machine, 'mt-a', disks, signal);
   await fabric.lendDisksToMt(machine, 'mt-a', disks, signal); // a resumed task lends again: no change
+  assert.equal(await reconfigured(), before + 1, 'one reconfiguration of the MT’s VM for both lends');
   assert.deepEqual((await mtFiles()).filter((f) => f.includes('lend01')), created.disks.map((d) => d.fileName));
   assert.equal(flattenSnapshots(await fabric.withSession((s) => listSnapshots(s, vm))).length, 0, 'snapshots merged');
 
   await fabric.returnDisksFromMt(machine, 'mt-a', disks, signal);
   await fabric.returnDisksFromMt(machine, 'mt-a', disks, signal);
+  assert.equal(await reconfigured(), before + 2);
   assert.deepEqual((await mtFiles()).filter((f) => f.includes('lend01')), []);
   for (const d of created.disks) await access(d.localPath); // never deleted
   assert.equal((await fabric.withSession((s) => listVmDisks(s, vm))).length, 2, 'the VM keeps its disks');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { isoAt } from '../clock.js';
 import type { CsContext } from '../context.js';
 import type { MachineRow } from '../db/schema.js';
@@ -9,7 +10,9 @@ import { csError } from '../errors.js';
 
 /**
  * Machines of a fabric. On the physical fabric, power operations run hook commands (an argv, no
- * shell): IPMI, a script that starts a workload, or `manual` to pause the job for a person.
+ * shell): IPMI, a script that starts a workload, or `manual` to pause the job for a person. A
+ * vSphere machine names its VM (and, in the lab, hooks for the guest vcsim does not have); an
+ * Azure machine names its VM in Resource Manager.
  */
 
 const Argv = Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { minItems: 1, maxItems: 64, description: 'program and arguments, run without a shell' });
@@ -25,14 +28,39 @@ export const PowerHooks = Type.Object(
 );
 export type PowerHooks = Static<typeof PowerHooks>;
 
-export const CreateMachine = Type.Object({ fabricId: Uuid, name: Name, power: Type.Optional(PowerHooks) }, { additionalProperties: false });
+export const VspherePower = Type.Object(
+  {
+    vm: Type.String({ minLength: 1, maxLength: 80, description: 'the VM’s name in vCenter' }),
+    guest: Type.Optional(Type.Object({ start: Type.Optional(Argv), stop: Type.Optional(Argv) }, { additionalProperties: false, description: 'run after power-on and before power-off (labs: a guest process)' })),
+  },
+  { additionalProperties: false },
+);
+
+const AzureName = Type.String({ minLength: 1, maxLength: 90, pattern: '^[A-Za-z0-9._()-]+$' });
+export const AzurePower = Type.Object(
+  {
+    subscriptionId: Uuid,
+    resourceGroup: AzureName,
+    vmName: AzureName,
+    vmId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'recorded so that another VM of the same name is not taken for this one' })),
+  },
+  { additionalProperties: false },
+);
+
+/** How the machine is powered; its shape must be its fabric's. */
+export const MachinePower = Type.Union([PowerHooks, VspherePower, AzurePower]);
+export type MachinePower = Static<typeof MachinePower>;
+
+const POWER_OF_KIND = { physical: PowerHooks, vsphere: VspherePower, azure: AzurePower } as const;
+
+export const CreateMachine = Type.Object({ fabricId: Uuid, name: Name, power: Type.Optional(MachinePower) }, { additionalProperties: false });
 export type CreateMachine = Static<typeof CreateMachine>;
 
 export const MachineView = Type.Object({
   id: Uuid,
   fabricId: Uuid,
   name: Type.String(),
-  power: PowerHooks,
+  power: MachinePower,
   state: Type.Union([Type.Literal('unknown'), Type.Literal('running'), Type.Literal('stopped')]),
   /** The item protecting it, if any. */
   itemId: Type.Union([Uuid, Type.Null()]),
@@ -41,14 +69,18 @@ export const MachineView = Type.Object({
 export type MachineView = Static<typeof MachineView>;
 
 function view(r: MachineRow, itemId: string | null): MachineView {
-  return { id: r.id, fabricId: r.fabric_id, name: r.name, power: JSON.parse(r.power) as PowerHooks, state: r.state, itemId, createdAt: r.created_at };
+  return { id: r.id, fabricId: r.fabric_id, name: r.name, power: JSON.parse(r.power) as MachinePower, state: r.state, itemId, createdAt: r.created_at };
 }
 
 export async function createMachine(ctx: CsContext, input: CreateMachine): Promise<MachineView> {
   const id = randomUUID();
   await ctx.db.transaction().execute(async (trx) => {
-    const fabric = await trx.selectFrom('fabrics').select('id').where('id', '=', input.fabricId).executeTakeFirst();
+    const fabric = await trx.selectFrom('fabrics').select(['id', 'kind']).where('id', '=', input.fabricId).executeTakeFirst();
     if (fabric === undefined) throw csError('NOT_FOUND', { what: 'fabric', id: input.fabricId }).at('fabricId');
+    const power = input.power ?? {};
+    if (!Value.Check(POWER_OF_KIND[fabric.kind], power)) {
+      throw csError('BAD_REQUEST', { message: `power does not describe a machine of a ${fabric.kind} fabric (${fabric.kind === 'vsphere' ? 'give vm' : fabric.kind === 'azure' ? 'give subscriptionId, resourceGroup and vmName' : 'give start, stop and status hooks'})` }).at('power');
+    }
     const taken = await trx.selectFrom('machines').select('id').where('fabric_id', '=', input.fabricId).where('name', '=', input.name).executeTakeFirst();
     if (taken !== undefined) throw csError('NAME_TAKEN', { what: 'machine of this fabric', name: input.name }).at('name');
     await trx

@@ -6,10 +6,13 @@ import { enableKind } from './enable.js';
 import { cancelFailbackKind, failbackKind } from './failback.js';
 import { changePointKind, failoverKind } from './failover.js';
 import { reprotectKind } from './reprotect.js';
-import { defaultFabrics, type LifecycleDeps } from './steps.js';
+import type { LifecycleDeps } from './steps.js';
 
-/** Every lifecycle job kind, for ConfigurationServer.start({ jobKinds: lifecycleJobKinds }). */
-export function lifecycleJobKinds(services: CsServices, fabric: LifecycleDeps['fabric'] = defaultFabrics): readonly JobKind[] {
+/**
+ * Every lifecycle job kind, for ConfigurationServer.start({ jobKinds: lifecycleJobKinds }). Fabrics
+ * come from the CS's clients unless a test gives its own.
+ */
+export function lifecycleJobKinds(services: CsServices, fabric: LifecycleDeps['fabric'] = (row) => services.context.fabrics.get(row)): readonly JobKind[] {
   const deps: LifecycleDeps = { context: services.context, commands: services.commands, fabric };
   return [enableKind(deps), failoverKind(deps), changePointKind(deps), commitKind(deps), reprotectKind(deps), failbackKind(deps), cancelFailbackKind(deps), disableKind(deps)] as readonly JobKind[];
 }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Fabric, FabricMachine, PowerAction } from '../../fabrics/fabric.js';
-import { PhysicalFabric } from '../../fabrics/physical/power.js';
 import type { DiskStatusAnswer } from '../../mt/commands.js';
 import { errorMessage } from '../../replication/errors.js';
 import type { CommandBus } from '../components/commands.js';
@@ -25,10 +24,6 @@ export interface LifecycleDeps {
   readonly fabric: (row: FabricRow) => Fabric | Promise<Fabric>;
 }
 
-export function defaultFabrics(row: FabricRow): Fabric {
-  if (row.kind === 'physical') return new PhysicalFabric();
-  throw csError('FABRIC_KIND_NOT_AVAILABLE', { kind: row.kind });
-}
 
 export type AnyContext = TaskContext<unknown> | CompensationContext<unknown>;
 

@@ -15,3 +15,4 @@ export * from './vm-devices.js';
 export * from './vm-create.js';
 export * from './vm-disks.js';
 export * from './snapshots.js';
+export * from './events.js';

@@ -10,6 +10,8 @@ export interface ServiceContent {
   propertyCollector: MoRef;
   viewManager: MoRef;
   sessionManager: MoRef;
+  /** Absent on a bare ESXi without events. */
+  eventManager: MoRef | undefined;
   about: { fullName: string; version: string; apiType: string; apiVersion: string; instanceUuid: string | undefined };
 }
 
@@ -32,6 +34,7 @@ export async function retrieveServiceContent(transport: SoapTransport, signal?: 
     propertyCollector: required(rv, 'propertyCollector'),
     viewManager: required(rv, 'viewManager'),
     sessionManager: required(rv, 'sessionManager'),
+    eventManager: moRefOf(child(rv, 'eventManager')),
     about: {
       fullName: textOf(child(about, 'fullName')) ?? '',
       version: textOf(child(about, 'version')) ?? '',
