@@ -13,6 +13,15 @@ export interface FabricMachine {
   power: Record<string, unknown>;
 }
 
+/** What a fabric itself says about a machine, for the pre-flight checks. */
+export interface FabricMachineFacts {
+  /** Found where it was recorded (an Azure VM moved to another resource group is not). */
+  exists: boolean;
+  powerState: PowerState;
+  /** Running and answering the fabric's own liveness signal (guest agent, tools). */
+  responding: boolean;
+}
+
 /** One of a machine's disks, as the master target writes it. */
 export interface FabricDisk {
   diskId: string;
@@ -34,6 +43,8 @@ export interface Fabric {
   lendDisksToMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
   /** Before the machine starts on its disks again: they are detached from the MT's VM, never deleted. Idempotent. */
   returnDisksFromMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
+  /** Asks the fabric about the machine (fabrics that only run hooks leave it out). */
+  machineFacts?(machine: FabricMachine, signal: AbortSignal): Promise<FabricMachineFacts>;
   /** Releases connections; the fabric is not used afterwards. */
   close?(): Promise<void>;
 }

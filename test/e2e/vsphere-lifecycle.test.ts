@@ -6,13 +6,13 @@ import { VsphereFabric } from '../../src/fabrics/vsphere/fabric.js';
 import { listVmDisks, queryVmEvents, vmPowerState } from '../../src/fabrics/vsphere/index.js';
 
 // The lifecycle with site A on vSphere (vcsim): each machine is a VM on host DC0_H0 whose disk is a
-// VMDK on LocalDS_0, and site A's master target stands for the VM DC0_H0_VM1. Replication goes to
+// VMDK on LocalDS_0, and site A's master target stands for the VM DC0_H0_VM0 (tools running, disk.EnableUUID). Replication goes to
 // the physical site B; failover, commit, then reprotect back to vSphere: the VM is powered off,
 // its disk hot-added to the MT's VM and only the differences written into it; failback detaches
 // the disk and powers the VM on. The drill compares whole-disk sha256 after every step.
 test('reprotect to vSphere and failback: the VM powers on with its disk, byte for byte', async (t) => {
   const sim = await startVcsim();
-  const vsphere = { url: sim.url, caPem: sim.certPem, username: sim.username, password: sim.password, host: 'DC0_H0', datastore: 'LocalDS_0', mtVm: 'DC0_H0_VM1' };
+  const vsphere = { url: sim.url, caPem: sim.certPem, username: sim.username, password: sim.password, host: 'DC0_H0', datastore: 'LocalDS_0', mtVm: 'DC0_H0_VM0' };
   const fabric = new VsphereFabric({ url: sim.url, tls: { caPem: sim.certPem }, username: sim.username, password: sim.password });
   try {
     const { lab, drill, lines, done } = await startLab({ machines: ['web01'], vsphere });
@@ -33,7 +33,7 @@ test('reprotect to vSphere and failback: the VM powers on with its disk, byte fo
       assert.equal(await fabric.withSession((s) => vmPowerState(s, vm)), 'poweredOn');
       const disks = await fabric.withSession((s) => listVmDisks(s, vm));
       assert.deepEqual(disks.map((d) => d.fileName), ['[LocalDS_0] web01/web01_0.vmdk']);
-      const mtVm = await fabric.findVm('DC0_H0_VM1');
+      const mtVm = await fabric.findVm('DC0_H0_VM0');
       const mtDisks = await fabric.withSession((s) => listVmDisks(s, mtVm));
       assert.ok(!mtDisks.some((d) => d.fileName.includes('web01')), `the MT's VM still holds ${mtDisks.map((d) => d.fileName).join(', ')}`);
       // The MT's VM held the disk between reprotect and failback: one hot-add, one removal.

@@ -1,22 +1,19 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { inventoryRefresher } from '../../src/cs/inventory/vsphere-inventory.js';
 import type { Logger } from '../../src/runtime/log.js';
+import { runCli } from '../helpers/cli.js';
 import { startVcsim, type Vcsim } from '../helpers/vcsim.js';
 import { withCs, type CsHarness, type Reply } from './cs-fixtures.js';
 
 // A vsphere fabric on the configuration server, against vcsim (model: test/vcsim/main.go): added
 // through the API (the CS logs in first and stores nothing on failure), its inventory read on
 // demand and on the CS's timer, shown through the API and by `boomerang fabric`.
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 let sim: Vcsim;
 let dir: string;
@@ -204,20 +201,7 @@ test('the CS reads every vsphere fabric again each interval on its clock', async
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: readonly string[], env: Record<string, string>): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BOOMERANG_'))) as Record<string, string>;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...base, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 test('the CLI adds a vCenter from a password file, lists it, refreshes it and prints its inventory', async () => {
   await withCs({ fabricRefreshIntervalSeconds: 0 }, async (h) => {

@@ -71,7 +71,7 @@ function healthy(operation: Operation): PreflightFacts {
 
 /** vCenter facts of an on-premises site where every VMware prerequisite holds. */
 function healthyVsphere(): VsphereFacts {
-  const host = (name: string) => ({ name, productLine: 'esx', licence: { name: 'vSphere 8 Enterprise Plus', readOnlyApi: false }, memoryBytes: 64 * GiB, memoryUsedBytes: 16 * GiB });
+  const host = (name: string) => ({ name, productLine: 'embeddedEsx', licence: { name: 'vSphere 8 Enterprise Plus', readOnlyApi: false }, memoryBytes: 64 * GiB, memoryUsedBytes: 16 * GiB });
   return {
     fabric: 'vc01',
     missingPrivileges: [],

@@ -54,7 +54,7 @@ export interface VsphereFacts {
 
 export interface VsphereHostFacts {
   name: string;
-  /** `HostSystem` product line: `esx` for ESXi. */
+  /** `HostSystem` product line: `embeddedEsx` for ESXi. */
   productLine: string;
   /** Licence edition; the free ESXi licence gives a read-only API. */
   licence: { name: string; readOnlyApi: boolean };

@@ -5,6 +5,7 @@ import type { ItemState } from '../domain/item-state.js';
 import { csError } from '../errors.js';
 import { opposite, rolesFor } from '../lifecycle/roles.js';
 import type { Operation } from './types.js';
+import { receivingVsphereFacts, sendingMachineFacts } from './gather-fabrics.js';
 import { DEFAULT_THRESHOLDS, type ComponentFacts, type PreflightFacts } from './facts.js';
 
 /**
@@ -61,7 +62,11 @@ export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Op
   const mtHealth = health(mtId);
   // A machine whose agent reports is running, whatever the last power operation recorded.
   const agentAlive = agent.registered && agent.lastHeartbeatAgeMs !== null && agent.lastHeartbeatAgeMs <= ctx.options.heartbeatTimeoutSeconds * 1000;
-  const powerState = agentAlive ? 'running' : (machine?.state ?? 'unknown');
+  const fabricSays = await sendingMachineFacts(ctx, machine);
+  const exists = machine !== undefined && fabricSays?.exists !== false;
+  const powerState = agentAlive ? 'running' : (fabricSays?.powerState ?? machine?.state ?? 'unknown');
+  const responding = agentAlive || (fabricSays?.responding ?? powerState === 'running');
+  const vsphere = await receivingVsphereFacts(ctx, item, roles, operation);
   const state = item.state as ItemState;
   return {
     item: {
@@ -71,9 +76,9 @@ export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Op
       direction,
       flags: {
         failbackConfigured: item.recovery_machine_id !== null && item.failback_agent_name !== null && item.failback_ps_id !== null && item.failback_mt_id !== null,
-        sourceDeleted: machine === undefined, migrated: state === 'Migrated', protectionDisabled: state === 'ProtectionDisabled' },
+        sourceDeleted: !exists, migrated: state === 'Migrated', protectionDisabled: state === 'ProtectionDisabled' },
     },
-    source: { name: machine?.name ?? machineId, exists: machine !== undefined, powerState, responding: powerState === 'running' },
+    source: { name: machine?.name ?? machineId, exists, powerState, responding },
     agent,
     processServer: {
       ...ps,
@@ -83,5 +88,6 @@ export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Op
     policy: { rpoThresholdS: policy?.rpo_threshold_s ?? 0 },
     currentRpoS: newest ? Math.max(0, (now - Date.parse(newest.time)) / 1000) : null,
     thresholds: { ...DEFAULT_THRESHOLDS, heartbeatTimeoutMs: ctx.options.heartbeatTimeoutSeconds * 1000 },
+    ...(vsphere ? { vsphere } : {}),
   };
 }

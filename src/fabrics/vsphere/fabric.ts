@@ -3,6 +3,7 @@ import type { Fabric, FabricDisk, FabricMachine, PowerAction, PowerState } from 
 import { runHook, type PowerHooks } from '../physical/power.js';
 import { NotAuthenticatedError } from './faults.js';
 import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
+import { queryVmEvents, type VmEvent } from './events.js';
 import { localFlatExtent } from './recovery-vm.js';
 import { mergeSnapshots } from './snapshots.js';
 import { attachDisks, detachDisks, listVmDisks } from './vm-disks.js';
@@ -37,6 +38,9 @@ export interface VsphereFabricOptions {
 }
 
 const GUEST_HOOK_TIMEOUT_MS = 5 * 60 * 1000;
+
+/** The events vCenter records when a VM's files move (Storage vMotion, SDRS, a relocation). */
+const RELOCATION_EVENTS = ['VmRelocatedEvent', 'VmMigratedEvent', 'DrsVmMigratedEvent'];
 
 /**
  * The vSphere fabric: one vCenter. The session is opened on first use and opened again when
@@ -120,6 +124,17 @@ export class VsphereFabric implements Fabric {
     const mtVm = await this.findVm(this.mtVmName(mtName), signal);
     const lent = await this.vmDisksFor(machine, vm, disks, signal);
     await this.withSession((s) => detachDisks(s, mtVm, lent.map((d) => d.fileName), { signal }), signal);
+  }
+
+  /** Storage vMotion (relocation) events of a VM since `since` (ISO time), oldest first. */
+  async relocationsSince(vmName: string, since: string, signal: AbortSignal): Promise<VmEvent[]> {
+    const vm = await this.findVm(vmName, signal);
+    return this.withSession((s) => queryVmEvents(s, vm, { types: RELOCATION_EVENTS, since, signal }), signal);
+  }
+
+  /** The VM of an MT, as this fabric's settings name it. */
+  masterTargetVm(mtName: string): string | undefined {
+    return this.options.masterTargetVms?.[mtName];
   }
 
   private mtVmName(mtName: string): string {

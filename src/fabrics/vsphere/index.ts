@@ -16,3 +16,6 @@ export * from './vm-create.js';
 export * from './vm-disks.js';
 export * from './snapshots.js';
 export * from './events.js';
+export * from './privileges.js';
+export * from './licences.js';
+export * from './discover-content.js';

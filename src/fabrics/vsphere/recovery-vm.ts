@@ -18,6 +18,8 @@ export interface RecoveryVmSpec {
   host: string;
   datastore: string;
   diskSizes: readonly number[];
+  /** Disk UUIDs by position (a VM cloned from a template keeps the template's). */
+  diskUuids?: readonly string[];
   guestId?: string;
   memoryMB?: number;
   numCPUs?: number;
@@ -52,7 +54,7 @@ export async function createRecoveryVm(session: VsphereSession, spec: RecoveryVm
       memoryMB: spec.memoryMB ?? 1024,
       numCPUs: spec.numCPUs ?? 1,
       scsiControllerType: 'pvscsi',
-      disks: spec.diskSizes.map((sizeBytes) => ({ sizeBytes, provisioning: 'thin' as const })),
+      disks: spec.diskSizes.map((sizeBytes, i) => ({ sizeBytes, provisioning: 'thin' as const, ...(spec.diskUuids?.[i] ? { uuid: spec.diskUuids[i] } : {}) })),
       host,
       datastore: { ref: ds.ref, name: ds.name },
       folder: placement.vmFolder,

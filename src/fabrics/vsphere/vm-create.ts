@@ -20,6 +20,8 @@ export type DiskProvisioning = 'thin' | 'eagerZeroedThick';
 export interface NewVmDisk {
   sizeBytes: number;
   provisioning: DiskProvisioning;
+  /** A given disk UUID (a clone keeps its template's); a fresh one otherwise. */
+  uuid?: string;
 }
 
 export interface NewVmSpec {
@@ -89,7 +91,7 @@ export async function createVm(session: VsphereSession, spec: NewVmSpec, options
           capacityBytes: d.sizeBytes,
           thinProvisioned: d.provisioning === 'thin',
           eagerlyScrub: d.provisioning === 'eagerZeroedThick',
-          uuid: newDiskUuid(),
+          uuid: d.uuid ?? newDiskUuid(),
         }),
       }),
     ),

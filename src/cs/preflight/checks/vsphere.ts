@@ -26,9 +26,14 @@ export const vsphereAccountPrivileges: Check = {
       : { passed: false, params: { fabric: vsphere.fabric, privileges: vsphere.missingPrivileges.join(', ') } },
 };
 
+/** ESXi reports product line `embeddedEsx` (older releases `esx`). */
+function isEsxi(productLine: string): boolean {
+  return productLine === 'embeddedEsx' || productLine === 'esx';
+}
+
 /** The MT must be a VM on an ESXi host: its disks are hot-added there. */
 export const vsphereTargetNotEsxi = vsphereCheck('vsphere-target-not-esxi', ['reprotect'], (v) =>
-  v.mtHost !== null && v.mtHost.productLine === 'esx' ? PASS : { passed: false, params: { fabric: v.fabric, host: v.mtHost?.name ?? '-' } },
+  v.mtHost !== null && isEsxi(v.mtHost.productLine) ? PASS : { passed: false, params: { fabric: v.fabric, host: v.mtHost?.name ?? '-' } },
 );
 
 /** The free ESXi licence makes the API read-only: no disk can be attached, no VM created or powered on. */
