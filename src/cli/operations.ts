@@ -181,8 +181,15 @@ export function reprotectCommand(): Command {
     verb: 'reprotect',
     description: 'replicate a committed item the other way (delta resync when the disks of the other side still exist)',
     configure: (c) =>
-      c.addOption(new Option('--location <where>', 'original: the machine and disks the item came from (delta resync); alternate: a new machine and disks (full copy)').choices(['original', 'alternate'])),
-    body: (o) => (o.location === undefined ? {} : { location: o.location }),
+      c
+        .addOption(new Option('--location <where>', 'original: the machine and disks the item came from (delta resync); alternate: a new machine and disks (full copy)').choices(['original', 'alternate']))
+        .option('--machine-name <name>', 'alternate location on vSphere: name of the VM created on the master target’s host (default: <machine>-recovered)')
+        .option('--datastore <name>', 'alternate location on vSphere: datastore of the new VM’s disks (default: the master target VM’s)'),
+    body: (o) => ({
+      ...(o.location === undefined ? {} : { location: o.location }),
+      ...(o.machineName === undefined ? {} : { machineName: o.machineName }),
+      ...(o.datastore === undefined ? {} : { datastore: o.datastore }),
+    }),
   });
 }
 

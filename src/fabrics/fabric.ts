@@ -30,6 +30,22 @@ export interface FabricDisk {
   sizeBytes: number;
 }
 
+export interface NewMachineDisk {
+  diskId: string;
+  sizeBytes: number;
+}
+
+export interface NewMachineOptions {
+  name: string;
+  /** Where its disks go; the fabric's choice (the MT's) when absent. */
+  datastore?: string;
+}
+
+export interface NewMachine {
+  power: Record<string, unknown>;
+  disks: FabricDisk[];
+}
+
 export interface Fabric {
   readonly kind: 'physical' | 'vsphere' | 'azure';
   /** Idempotent: starting a running machine or stopping a stopped one succeeds. */
@@ -43,6 +59,12 @@ export interface Fabric {
   lendDisksToMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
   /** Before the machine starts on its disks again: they are detached from the MT's VM, never deleted. Idempotent. */
   returnDisksFromMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
+  /**
+   * Alternate location: a new machine in place of `machine`, on the MT's host, with empty disks of
+   * the given sizes. `name` must be free there. Returns how the new machine is powered and where
+   * its disks are for the MT.
+   */
+  createMachineLike?(machine: FabricMachine, mtName: string, disks: readonly NewMachineDisk[], options: NewMachineOptions, signal: AbortSignal): Promise<NewMachine>;
   /** Asks the fabric about the machine (fabrics that only run hooks leave it out). */
   machineFacts?(machine: FabricMachine, signal: AbortSignal): Promise<FabricMachineFacts>;
   /** Releases connections; the fabric is not used afterwards. */

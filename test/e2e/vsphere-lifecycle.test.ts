@@ -6,10 +6,11 @@ import { VsphereFabric } from '../../src/fabrics/vsphere/fabric.js';
 import { listVmDisks, queryVmEvents, vmPowerState } from '../../src/fabrics/vsphere/index.js';
 
 // The lifecycle with site A on vSphere (vcsim): each machine is a VM on host DC0_H0 whose disk is a
-// VMDK on LocalDS_0, and site A's master target stands for the VM DC0_H0_VM0 (tools running, disk.EnableUUID). Replication goes to
-// the physical site B; failover, commit, then reprotect back to vSphere: the VM is powered off,
-// its disk hot-added to the MT's VM and only the differences written into it; failback detaches
-// the disk and powers the VM on. The drill compares whole-disk sha256 after every step.
+// VMDK on LocalDS_0, and site A's master target stands for the VM DC0_H0_VM0 (tools running,
+// disk.EnableUUID). Replication goes to the physical site B; failover, commit, then reprotect
+// back to vSphere: the VM is powered off, its disk hot-added to the MT's VM and only the
+// differences written into it; failback detaches the disk and powers the VM on. The drill compares whole-disk sha256 after every step. Then the
+// same to the alternate location: a new VM created on the MT's host.
 test('reprotect to vSphere and failback: the VM powers on with its disk, byte for byte', async (t) => {
   const sim = await startVcsim();
   const vsphere = { url: sim.url, caPem: sim.certPem, username: sim.username, password: sim.password, host: 'DC0_H0', datastore: 'LocalDS_0', mtVm: 'DC0_H0_VM0' };
@@ -39,6 +40,24 @@ test('reprotect to vSphere and failback: the VM powers on with its disk, byte fo
       // The MT's VM held the disk between reprotect and failback: one hot-add, one removal.
       const reconfigs = await fabric.withSession((s) => queryVmEvents(s, mtVm, { types: ['VmReconfiguredEvent'] }));
       assert.equal(reconfigs.length, 2, reconfigs.map((e) => e.message).join('; '));
+
+      // Once more, to the alternate location: a new VM on the MT's host (its datastore), the old
+      // VM left as it is; failback powers the new VM on, booting on the disk site B shut down on.
+      const m = lab.state.machines[0]!;
+      const run = async (operation: string, body: object = {}) => drill.waitJob((await drill.operate(m.itemId!, operation, body)).id);
+      await run('failover', { point: 'latest', shutdownSource: true });
+      await drill.compareSwitch(m, 'a', 'b');
+      await run('commit');
+      await run('reprotect', { location: 'alternate' });
+      const recovered = await fabric.findVm('web01-recovered');
+      const newDisks = await fabric.withSession((s) => listVmDisks(s, recovered));
+      assert.deepEqual(newDisks.map((d) => [d.fileName, d.capacityBytes]), [['[LocalDS_0] web01-recovered/web01-recovered_0.vmdk', lab.o.diskBytes]]);
+      assert.ok((await fabric.withSession((s) => listVmDisks(s, mtVm))).some((d) => d.fileName === newDisks[0]!.fileName), 'the new VM’s disk is on the MT’s VM while it replicates');
+      await run('failback');
+      t.diagnostic(await drill.compareSwitch(m, 'b', 'a'));
+      assert.equal(await fabric.withSession((s) => vmPowerState(s, recovered)), 'poweredOn');
+      assert.equal(await fabric.withSession((s) => vmPowerState(s, vm)), 'poweredOff', 'the old VM is left off');
+      assert.ok(!(await fabric.withSession((s) => listVmDisks(s, mtVm))).some((d) => d.fileName.includes('web01')), 'the MT’s VM gave the disk back');
     } finally {
       await done();
     }

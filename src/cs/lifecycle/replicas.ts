@@ -120,7 +120,7 @@ export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps
     async run(ctx) {
       const { item, disks, roles } = await current(ctx, ctx.params.itemId);
       const mt = required(roles.mtId, item, 'master target');
-      if (adopt(ctx.params)) await lendTargetDisks(deps, ctx, roles, disks, 'lend');
+      await lendTargetDisks(deps, ctx, roles, disks, 'lend');
       const adopted = perDisk<boolean>(ctx, 'adopted');
       for (const [i, d] of disks.entries()) {
         const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes) };

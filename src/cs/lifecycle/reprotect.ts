@@ -2,13 +2,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Type, type Static } from '@sinclair/typebox';
 import { csError } from '../errors.js';
 import { defineJobKind } from '../jobs/types.js';
-import { required } from './roles.js';
+import { alternateMachineName, required } from './roles.js';
 import { adoptedIn, attachReplicas, startedReplicating, current, finish, leave, powerTask, protectSource, resync, stopReplicating } from './replicas.js';
-import { command, isAlive, type LifecycleDeps } from './steps.js';
+import { command, isAlive, machineOf, type LifecycleDeps } from './steps.js';
+import type { TaskContext } from '../jobs/types.js';
 
 const ReprotectParams = Type.Object({
   itemId: Type.String(),
   location: Type.Union([Type.Literal('original'), Type.Literal('alternate')], { default: 'original' }),
+  /** Alternate location on a fabric that creates machines (vSphere): the new machine's name and datastore. */
+  machineName: Type.Optional(Type.String()),
+  datastore: Type.Optional(Type.String()),
   from: Type.Optional(Type.Unknown()),
 });
 
@@ -19,6 +23,30 @@ const ReprotectParams = Type.Object({
  * is kept off while its disks become the replicas. Original location adopts those disks and the
  * resync sends only what differs; alternate location starts from empty replicas.
  */
+/**
+ * Alternate location on a fabric that creates machines: a new machine on the MT's host takes the
+ * place of the old one in the item (its power and its disks' paths); the old one is left as it is.
+ * On the physical fabric alternate location means new, empty replicas at the same paths.
+ */
+async function createTargetMachine(deps: LifecycleDeps, ctx: TaskContext<Static<typeof ReprotectParams>>, p: Static<typeof ReprotectParams>): Promise<void> {
+  const { item, disks, roles } = await current(ctx, p.itemId);
+  const targetId = required(roles.targetMachineId, item, 'target machine');
+  const mtId = required(roles.mtId, item, 'master target');
+  const { machine, fabric: fabricOf } = await machineOf(deps, ctx, targetId);
+  const fabric = await fabricOf();
+  if (fabric.createMachineLike === undefined) return;
+  const mt = await ctx.db.selectFrom('components').select('name').where('id', '=', mtId).executeTakeFirstOrThrow();
+  const name = p.machineName ?? alternateMachineName(machine.name);
+  await ctx.progress(0, 1, `creating ${name} on the master target's host`);
+  const created = await fabric.createMachineLike(machine, mt.name, disks.map((d) => ({ diskId: d.disk_id, sizeBytes: Number(d.size_bytes) })), { name, ...(p.datastore ? { datastore: p.datastore } : {}) }, ctx.signal);
+  const column = roles.direction === 'forward' ? 'target_path' : 'source_path';
+  await ctx.db.transaction().execute(async (trx) => {
+    await trx.updateTable('machines').set({ power: JSON.stringify(created.power), state: 'stopped' }).where('id', '=', targetId).execute();
+    for (const d of created.disks) await trx.updateTable('item_disks').set({ [column]: d.path }).where('item_id', '=', item.id).where('disk_id', '=', d.diskId).execute();
+  });
+  ctx.log.info({ machine: name, disks: created.disks.length }, 'machine created for alternate-location recovery');
+}
+
 export function reprotectKind(deps: LifecycleDeps) {
   return defineJobKind({
     name: 'reprotect',
@@ -48,6 +76,15 @@ export function reprotectKind(deps: LifecycleDeps) {
         },
       },
       powerTask(deps, 'stop-target-machine', 'target', 'stop'),
+      {
+        name: 'create-target-machine',
+        resumable: true,
+        async run(ctx) {
+          if (ctx.params.location !== 'alternate' || ctx.details.created !== undefined) return;
+          await createTargetMachine(deps, ctx, ctx.params);
+          await ctx.saveDetails({ created: true });
+        },
+      },
       {
         name: 'discard-stale',
         resumable: true,

@@ -65,3 +65,8 @@ export function required<T>(value: T | null, item: ItemRow, missing: string): T 
   if (value === null) throw csError('FAILBACK_NOT_CONFIGURED', { item: item.id, missing });
   return value;
 }
+
+/** The name of the machine alternate-location recovery creates when the operator gives none. */
+export function alternateMachineName(machineName: string): string {
+  return `${machineName}-recovered`;
+}

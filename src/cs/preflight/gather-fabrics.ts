@@ -4,11 +4,18 @@ import type { VsphereInventory } from '../../fabrics/vsphere/inventory.js';
 import { errorMessage } from '../../replication/errors.js';
 import type { CsContext } from '../context.js';
 import type { ItemRow, MachineRow } from '../db/schema.js';
-import type { DirectionRoles } from '../lifecycle/roles.js';
+import { alternateMachineName, type DirectionRoles } from '../lifecycle/roles.js';
 import { inventoryRefresher } from '../inventory/vsphere-inventory.js';
 import type { VsphereFacts } from './facts.js';
 import type { Operation } from './types.js';
 import { vsphereFacts } from './vsphere-facts.js';
+
+/** What the operator asked for beyond the operation (reprotect: where to). */
+export interface OperationRequest {
+  location?: 'original' | 'alternate';
+  machineName?: string;
+  datastore?: string;
+}
 
 /** A pre-flight must not hang on a fabric that does not answer: it then reports what the CS recorded. */
 const FABRIC_TIMEOUT_MS = 30_000;
@@ -45,7 +52,7 @@ async function freshInventory(ctx: CsContext, fabricId: string, name: string): P
  * inventory; Storage vMotion since the last reprotect is asked of vCenter itself (its events).
  * Undefined when that site is not a vSphere fabric.
  */
-export async function receivingVsphereFacts(ctx: CsContext, item: ItemRow, roles: DirectionRoles, operation: Operation | undefined): Promise<VsphereFacts | undefined> {
+export async function receivingVsphereFacts(ctx: CsContext, item: ItemRow, roles: DirectionRoles, operation: Operation | undefined, request: OperationRequest): Promise<VsphereFacts | undefined> {
   if (roles.targetMachineId === null) return undefined;
   const target = await ctx.db.selectFrom('machines').selectAll().where('id', '=', roles.targetMachineId).executeTakeFirst();
   if (target === undefined) return undefined;
@@ -70,6 +77,11 @@ export async function receivingVsphereFacts(ctx: CsContext, item: ItemRow, roles
         ctx.log.warn({ vm, error: errorMessage(err) }, 'pre-flight: vCenter events could not be read');
       }
     }
+  }
+  // Alternate location fails back to a new VM: the old one's disks and snapshots do not matter.
+  if (request.location === 'alternate') {
+    const newVm = request.machineName ?? alternateMachineName(target.name);
+    return vsphereFacts(inv, { fabric: fabricRow.name, mtVm, targetVm: undefined, newVm, ...(request.datastore ? { datastore: request.datastore } : {}), moved });
   }
   return vsphereFacts(inv, { fabric: fabricRow.name, mtVm, targetVm, moved });
 }

@@ -5,14 +5,14 @@ import type { ItemState } from '../domain/item-state.js';
 import { csError } from '../errors.js';
 import { opposite, rolesFor } from '../lifecycle/roles.js';
 import type { Operation } from './types.js';
-import { receivingVsphereFacts, sendingMachineFacts } from './gather-fabrics.js';
+import { receivingVsphereFacts, sendingMachineFacts, type OperationRequest } from './gather-fabrics.js';
 import { DEFAULT_THRESHOLDS, type ComponentFacts, type PreflightFacts } from './facts.js';
 
 /**
  * Fills PreflightFacts for one item from what the configuration server knows: its database
  * rows and the components' last heartbeats. Checks stay pure; this is the only place that reads.
  */
-export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Operation): Promise<PreflightFacts> {
+export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Operation, request: OperationRequest = {}): Promise<PreflightFacts> {
   const db = ctx.db;
   const item = await db.selectFrom('items').selectAll().where('id', '=', itemId).executeTakeFirst();
   if (!item) throw csError('NOT_FOUND', { what: 'item', id: itemId });
@@ -66,7 +66,7 @@ export async function gatherFacts(ctx: CsContext, itemId: string, operation?: Op
   const exists = machine !== undefined && fabricSays?.exists !== false;
   const powerState = agentAlive ? 'running' : (fabricSays?.powerState ?? machine?.state ?? 'unknown');
   const responding = agentAlive || (fabricSays?.responding ?? powerState === 'running');
-  const vsphere = await receivingVsphereFacts(ctx, item, roles, operation);
+  const vsphere = await receivingVsphereFacts(ctx, item, roles, operation, request);
   const state = item.state as ItemState;
   return {
     item: {

@@ -10,7 +10,7 @@ export interface VsphereRoles {
   mtVm: string | undefined;
   /** The on-premises VM the item fails back to. */
   targetVm: string | undefined;
-  /** Alternate location: the VM to be created. */
+  /** Alternate location: the VM to be created (the target VM is then undefined). */
   newVm?: string;
   /** The datastore chosen for new disks (alternate location); original location uses the target VM's. */
   datastore?: string;
@@ -30,7 +30,9 @@ export function vsphereFacts(inv: VsphereInventory, roles: VsphereRoles): Vspher
   const mtHost = hostOf(mtVm);
   const usable = mtHost === undefined ? [] : inv.datastores.filter((d) => d.accessible && d.mounts.some((m) => refKey(m.host) === refKey(mtHost.ref) && m.mounted && m.accessible && m.accessMode === 'readWrite'));
 
-  const chosenName = roles.datastore ?? (targetVm === undefined ? undefined : dsNames(targetVm.datastores)[0]);
+  // Original location writes where the VM's disks are; a new VM goes to the MT's datastore unless one was chosen.
+  const holder = targetVm ?? (roles.newVm === undefined ? undefined : mtVm);
+  const chosenName = roles.datastore ?? (holder === undefined ? undefined : dsNames(holder.datastores)[0]);
   const chosen = chosenName === undefined ? undefined : inv.datastores.find((d) => d.name === chosenName);
   let datastore: VsphereDatastoreFacts | null = null;
   if (chosenName !== undefined) {

@@ -1,17 +1,17 @@
 import { BoomerangError } from '../../replication/errors.js';
-import type { Fabric, FabricDisk, FabricMachine, PowerAction, PowerState } from '../fabric.js';
+import type { Fabric, FabricDisk, FabricMachine, NewMachine, NewMachineDisk, NewMachineOptions, PowerAction, PowerState } from '../fabric.js';
 import { runHook, type PowerHooks } from '../physical/power.js';
 import { NotAuthenticatedError } from './faults.js';
 import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
 import { queryVmEvents, type VmEvent } from './events.js';
-import { localFlatExtent } from './recovery-vm.js';
+import { createRecoveryVm, localFlatExtent } from './recovery-vm.js';
 import { mergeSnapshots } from './snapshots.js';
 import { attachDisks, detachDisks, listVmDisks } from './vm-disks.js';
 import type { VmDisk } from './vm-devices.js';
-import { retrieveFromContainer } from './property-collector.js';
+import { retrieveFromContainer, retrieveObjects } from './property-collector.js';
 import { VsphereSession, type Credentials } from './session.js';
 import type { TransportOptions } from './transport.js';
-import { textOf, type MoRef } from './xml.js';
+import { moRefOf, textOf, type MoRef } from './xml.js';
 
 /**
  * A vSphere machine as the CS records it: the VM's name in vCenter, and optionally guest hooks.
@@ -92,7 +92,11 @@ export class VsphereFabric implements Fabric {
     const state = await this.withSession((s) => vmPowerState(s, vm, signal), signal);
     if (action === 'start') {
       if (state !== 'poweredOn') await this.withSession((s) => powerOnVm(s, vm, { signal }), signal);
-      if (guest?.start) await this.guestHook(machine, guest.start, action, signal);
+      if (guest?.start) {
+        // The guest finds its disks as a booting OS would: the VM's, in device order.
+        const disks = await this.withSession(async (s) => Promise.all((await listVmDisks(s, vm, signal)).map((d) => localFlatExtent(s, d.fileName, signal))), signal);
+        await this.guestHook(machine, guest.start, action, signal, { BOOMERANG_DISKS: JSON.stringify(disks) });
+      }
     } else {
       if (guest?.stop) await this.guestHook(machine, guest.stop, action, signal);
       if (state !== 'poweredOff') await this.withSession((s) => powerOffVm(s, vm, { signal }), signal);
@@ -126,6 +130,39 @@ export class VsphereFabric implements Fabric {
     await this.withSession((s) => detachDisks(s, mtVm, lent.map((d) => d.fileName), { signal }), signal);
   }
 
+  /**
+   * A new VM on the MT VM's host, on `options.datastore` or the MT VM's first datastore, with thin
+   * disks of the sizes given; powered off. It keeps `machine`'s guest hooks (the lab's guest).
+   * A VM of that name already on vCenter is refused (78052), so a rerun after a crash is told so.
+   */
+  async createMachineLike(machine: FabricMachine, mtName: string, disks: readonly NewMachineDisk[], options: NewMachineOptions, signal: AbortSignal): Promise<NewMachine> {
+    const { guest } = vsphereMachinePower(machine);
+    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
+    const taken = await this.findVm(options.name, signal).then(
+      () => true,
+      () => false,
+    );
+    if (taken) throw new BoomerangError('VSPHERE_VM_NAME_TAKEN', `a VM named ${options.name} already exists`);
+    return this.withSession(async (s) => {
+      const [vmProps] = await retrieveObjects(s, [mtVm], { type: 'VirtualMachine', paths: ['runtime.host', 'datastore'] }, { signal });
+      const hostRef = moRefOf(vmProps?.props.get('runtime.host'));
+      const dsRef = moRefOf(vmProps?.props.get('datastore')?.children[0]);
+      if (!hostRef) throw new BoomerangError('VSPHERE_MT_VM_UNKNOWN', `the VM of master target ${mtName} runs on no host`);
+      const [hostProps] = await retrieveObjects(s, [hostRef], { type: 'HostSystem', paths: ['name'] }, { signal });
+      let datastore = options.datastore;
+      if (datastore === undefined && dsRef) {
+        const [dsProps] = await retrieveObjects(s, [dsRef], { type: 'Datastore', paths: ['name'] }, { signal });
+        datastore = textOf(dsProps?.props.get('name'));
+      }
+      if (datastore === undefined) throw new BoomerangError('VSPHERE_NO_DATASTORE', `no datastore given and the VM of master target ${mtName} has none`);
+      const created = await createRecoveryVm(s, { name: options.name, host: textOf(hostProps?.props.get('name')) ?? hostRef.value, datastore, diskSizes: disks.map((d) => d.sizeBytes) }, signal);
+      return {
+        power: { vm: options.name, ...(guest ? { guest } : {}) },
+        disks: disks.map((d, i) => ({ diskId: d.diskId, path: created.disks[i]!.localPath, sizeBytes: d.sizeBytes })),
+      };
+    }, signal);
+  }
+
   /** Storage vMotion (relocation) events of a VM since `since` (ISO time), oldest first. */
   async relocationsSince(vmName: string, since: string, signal: AbortSignal): Promise<VmEvent[]> {
     const vm = await this.findVm(vmName, signal);
@@ -157,8 +194,8 @@ export class VsphereFabric implements Fabric {
     }, signal);
   }
 
-  private async guestHook(machine: FabricMachine, argv: string[], action: PowerAction, signal: AbortSignal): Promise<void> {
-    const r = await runHook(argv, { BOOMERANG_MACHINE: machine.name, BOOMERANG_ACTION: action }, signal, GUEST_HOOK_TIMEOUT_MS);
+  private async guestHook(machine: FabricMachine, argv: string[], action: PowerAction, signal: AbortSignal, env: Record<string, string> = {}): Promise<void> {
+    const r = await runHook(argv, { ...env, BOOMERANG_MACHINE: machine.name, BOOMERANG_ACTION: action }, signal, GUEST_HOOK_TIMEOUT_MS);
     if (r.exitCode !== 0) throw new BoomerangError('POWER_HOOK', `guest ${action} hook ${argv[0]} exited with ${r.exitCode}${r.output ? `: ${r.output}` : ''}`);
   }
 

@@ -58,7 +58,11 @@ const ROUTES: readonly OperationRoute[] = [
     preflight: 'reprotect',
     waits: ['agent-not-registered', 'agent-no-heartbeat', 'source-not-running'],
     body: Type.Object(
-      { location: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('alternate')], { description: 'original: delta resync into the old disks; alternate: new, empty disks' })) },
+      {
+        location: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('alternate')], { description: 'original: delta resync into the old disks; alternate: new, empty disks' })),
+        machineName: Type.Optional(Type.String({ minLength: 1, maxLength: 80, description: 'alternate location on vSphere: the new VM’s name (default: <machine>-recovered)' })),
+        datastore: Type.Optional(Type.String({ minLength: 1, maxLength: 80, description: 'alternate location on vSphere: the datastore of its disks (default: the MT VM’s)' })),
+      },
       { additionalProperties: false },
     ),
     defaults: { location: 'original' },
@@ -114,7 +118,7 @@ export const operationRoutes: FastifyPluginAsync<{ ctx: CsContext; jobs: JobEngi
       async (req, reply) => {
         if (r.preflight !== undefined) {
           const lang = req.query.lang ?? parseAcceptLanguage(req.headers['accept-language']);
-          const report = await runPreflight(r.preflight, await gatherFacts(ctx, req.params.id, r.preflight), { lang });
+          const report = await runPreflight(r.preflight, await gatherFacts(ctx, req.params.id, r.preflight, req.body ?? {}), { lang });
           const failed = report.results.filter((c) => !c.passed && c.severity === 'error' && !(r.waits ?? []).includes(c.id));
           if (failed.length > 0) {
             throw csError('PREFLIGHT_FAILED', { operation: r.path, item: req.params.id, failed: failed.map((c) => (c.code === undefined ? c.id : `${c.id} ${c.code}`)).join(', ') }).with(
