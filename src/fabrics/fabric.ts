@@ -30,6 +30,12 @@ export interface FabricDisk {
   sizeBytes: number;
 }
 
+/** Where things were when the disks were lent, so that a later move (Storage vMotion) can be told. */
+export interface LentDisks {
+  /** Datastores of the machine's VM and of the MT's VM, by VM name. */
+  datastores: Record<string, string[]>;
+}
+
 export interface NewMachineDisk {
   diskId: string;
   sizeBytes: number;
@@ -56,7 +62,7 @@ export interface Fabric {
    * vSphere the VM's snapshots are removed and its disks hot-added to the MT's VM. Idempotent.
    * Fabrics whose MT reaches the disks directly (physical) leave it out.
    */
-  lendDisksToMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
+  lendDisksToMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<LentDisks>;
   /** Before the machine starts on its disks again: they are detached from the MT's VM, never deleted. Idempotent. */
   returnDisksFromMt?(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void>;
   /**

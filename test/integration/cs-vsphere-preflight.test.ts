@@ -1,8 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { lifecycleJobKinds } from '../../src/cs/lifecycle/index.js';
 import { VsphereFabric } from '../../src/fabrics/vsphere/fabric.js';
-import { createSnapshot, discoveryManagers, listVmDisks, moRefOf, retrieveObjects } from '../../src/fabrics/vsphere/index.js';
+import { createSnapshot, data, discoveryManagers, findDatastore, listVmDisks, moRefOf, ref, retrieveObjects, taskOf, waitForTask } from '../../src/fabrics/vsphere/index.js';
 import { createRecoveryVm } from '../../src/fabrics/vsphere/recovery-vm.js';
 import { runCli } from '../helpers/cli.js';
 import { startVcsim, type Vcsim } from '../helpers/vcsim.js';
@@ -93,6 +94,34 @@ class Site {
     const jobs = (await this.h.get(`/v1/jobs?resource=item/${itemId}`)).json as { id: string }[];
     for (const j of jobs) await this.h.waitForJob(j.id);
     await this.h.cs.context.db.updateTable('items').set({ state: 'Protected', direction: 'failback' }).where('id', '=', itemId).execute();
+  }
+
+  /**
+   * Records the item's reprotect as its job would: when it ran, and where the VMs' files were when
+   * the disks were lent to the MT (read from vCenter now, as the lend step reads them).
+   */
+  async reprotectedNow(itemId: string, vms: readonly string[]): Promise<void> {
+    const db = this.h.cs.context.db;
+    const at = new Date(Date.now() - 60_000).toISOString();
+    const datastores: Record<string, string[]> = {};
+    for (const name of vms) {
+      const vm = await vc.findVm(name);
+      datastores[name] = await vc.withSession(async (s) => {
+        const [o] = await retrieveObjects(s, [vm], { type: 'VirtualMachine', paths: ['datastore'] });
+        const refs = (o?.props.get('datastore')?.children ?? []).map((c) => moRefOf(c)!);
+        return (await retrieveObjects(s, refs, { type: 'Datastore', paths: ['name'] })).map((d) => d.props.get('name')!.text);
+      });
+    }
+    const id = randomUUID();
+    const seq = Number((await db.selectFrom('jobs').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst())?.seq ?? 0) + 1;
+    await db
+      .insertInto('jobs')
+      .values({ id, kind: 'reprotect', state: 'succeeded', params: JSON.stringify({ itemId, location: 'original' }), resource: `item/${itemId}`, outcome: null, error: null, cancel_requested_at: null, resumes: 0, version: 1, seq, created_at: at, started_at: at, finished_at: at, updated_at: at })
+      .execute();
+    await db
+      .insertInto('tasks')
+      .values({ job_id: id, idx: 0, name: 'attach-replicas', state: 'succeeded', resumable: 1, runs: 1, progress_done: 1, progress_total: 1, progress_detail: null, details: JSON.stringify({ lent: { datastores } }), error: null, started_at: at, finished_at: at })
+      .execute();
   }
 
   /** Reads vCenter again (the CS's clock stands still in these tests, so it would not by itself). */
@@ -192,6 +221,22 @@ test('each VMware prerequisite is read from vCenter and reported by boomerang ch
     assert.deepEqual([memory.passed, memory.code], [false, 8038]);
     assert.match(memory.message, /DC0_H0 has \d+ MiB of memory free; big01 needs 4194304 MiB/);
     assert.equal(report.code, 3, 'a blocking check failed: exit code 3');
+    assert.equal(one(report.results, 'storage-moved').passed, true);
+
+    // Storage vMotion of the VM after its reprotect: the replication no longer writes where its disks are.
+    await site.reprotectedNow(big, ['big01', 'DC0_H1_VM0']);
+    report = await site.check('failback', big);
+    assert.equal(one(report.results, 'storage-moved').passed, true, 'nothing moved since the reprotect');
+    const bigVm = await vc.findVm('big01');
+    await vc.withSession(async (s) => {
+      const nfs = await findDatastore(s, 'nfs-ds');
+      await waitForTask(s, taskOf(await s.transport.call('RelocateVM_Task', bigVm, { spec: data('VirtualMachineRelocateSpec', { datastore: ref(nfs.ref) }) })));
+    });
+    await site.refresh();
+    report = await site.check('failback', big);
+    const moved = one(report.results, 'storage-moved');
+    assert.equal(moved.passed, false);
+    assert.match(moved.message, /Storage vMotion moved big01 from LocalDS_0 to nfs-ds/);
 
     // A read-only account: its fabric cannot see the datastores; that alone is reported.
     const ro = await site.item({ vm: 'ro01', mt: 'mt-a', fabric: 'vc-readonly' });

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { Transaction } from 'kysely';
-import type { PowerAction } from '../../fabrics/fabric.js';
+import type { LentDisks, PowerAction } from '../../fabrics/fabric.js';
 import { csError } from '../errors.js';
 import { transitionItem } from '../inventory/items.js';
 import type { ItemOperation } from '../domain/item-state.js';
@@ -101,16 +101,17 @@ export function drainTask<P extends { itemId: string }>(deps: LifecycleDeps, whe
  * (`return`), for fabrics where that takes a step of their own: on vSphere the MT's VM gets the
  * disks hot-added, and loses them before the VM powers on.
  */
-export async function lendTargetDisks(deps: LifecycleDeps, ctx: AnyContext, roles: DirectionRoles, disks: readonly ItemDiskRow[], how: 'lend' | 'return'): Promise<void> {
-  if (roles.targetMachineId === null || roles.mtId === null) return;
+export async function lendTargetDisks(deps: LifecycleDeps, ctx: AnyContext, roles: DirectionRoles, disks: readonly ItemDiskRow[], how: 'lend' | 'return'): Promise<LentDisks | undefined> {
+  if (roles.targetMachineId === null || roles.mtId === null) return undefined;
   const { machine, fabric: fabricOf } = await machineOf(deps, ctx, roles.targetMachineId);
   const fabric = await fabricOf();
-  const call = how === 'lend' ? fabric.lendDisksToMt : fabric.returnDisksFromMt;
-  if (call === undefined) return;
+  if ((how === 'lend' ? fabric.lendDisksToMt : fabric.returnDisksFromMt) === undefined) return undefined;
   const mt = await ctx.db.selectFrom('components').select('name').where('id', '=', roles.mtId).executeTakeFirst();
   if (mt === undefined) throw csError('NOT_FOUND', { what: 'component', id: roles.mtId });
   const fabricDisks = disks.map((d) => ({ diskId: d.disk_id, path: roles.targetPath(d), sizeBytes: Number(d.size_bytes) }));
-  await call.call(fabric, machine, mt.name, fabricDisks, ctx.signal);
+  if (how === 'lend') return fabric.lendDisksToMt?.(machine, mt.name, fabricDisks, ctx.signal);
+  await fabric.returnDisksFromMt?.(machine, mt.name, fabricDisks, ctx.signal);
+  return undefined;
 }
 
 export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps, adopt: (p: P) => boolean): TaskDefinition<P> {
@@ -120,7 +121,9 @@ export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps
     async run(ctx) {
       const { item, disks, roles } = await current(ctx, ctx.params.itemId);
       const mt = required(roles.mtId, item, 'master target');
-      await lendTargetDisks(deps, ctx, roles, disks, 'lend');
+      // Where the disks were when lent: a failback pre-flight tells a later Storage vMotion from it.
+      const lent = await lendTargetDisks(deps, ctx, roles, disks, 'lend');
+      if (lent) await ctx.saveDetails({ lent: { ...lent } });
       const adopted = perDisk<boolean>(ctx, 'adopted');
       for (const [i, d] of disks.entries()) {
         const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes) };

@@ -1,4 +1,4 @@
-import type { FabricMachineFacts } from '../../fabrics/fabric.js';
+import type { FabricMachineFacts, LentDisks } from '../../fabrics/fabric.js';
 import { VsphereFabric } from '../../fabrics/vsphere/fabric.js';
 import type { VsphereInventory } from '../../fabrics/vsphere/inventory.js';
 import { errorMessage } from '../../replication/errors.js';
@@ -67,8 +67,13 @@ export async function receivingVsphereFacts(ctx: CsContext, item: ItemRow, roles
   const mtVm = fabric instanceof VsphereFabric && mtName !== undefined ? fabric.masterTargetVm(mtName) : undefined;
   const targetVm = (JSON.parse(target.power) as { vm?: string }).vm;
   const moved: VsphereFacts['moved'] = [];
+  let lentDatastores: Record<string, string[]> | undefined;
   if (operation === 'failback' && fabric instanceof VsphereFabric) {
-    const since = await ctx.db.selectFrom('jobs').select('started_at').where('resource', '=', `item/${item.id}`).where('kind', '=', 'reprotect').where('state', '=', 'succeeded').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    const since = await ctx.db.selectFrom('jobs').select(['id', 'started_at']).where('resource', '=', `item/${item.id}`).where('kind', '=', 'reprotect').where('state', '=', 'succeeded').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    if (since !== undefined) {
+      const task = await ctx.db.selectFrom('tasks').select('details').where('job_id', '=', since.id).where('name', '=', 'attach-replicas').executeTakeFirst();
+      lentDatastores = task ? (JSON.parse(task.details) as { lent?: LentDisks }).lent?.datastores : undefined;
+    }
     for (const vm of [mtVm, targetVm]) {
       if (vm === undefined || !since?.started_at) continue;
       try {
@@ -83,5 +88,5 @@ export async function receivingVsphereFacts(ctx: CsContext, item: ItemRow, roles
     const newVm = request.machineName ?? alternateMachineName(target.name);
     return vsphereFacts(inv, { fabric: fabricRow.name, mtVm, targetVm: undefined, newVm, ...(request.datastore ? { datastore: request.datastore } : {}), moved });
   }
-  return vsphereFacts(inv, { fabric: fabricRow.name, mtVm, targetVm, moved });
+  return vsphereFacts(inv, { fabric: fabricRow.name, mtVm, targetVm, moved, ...(lentDatastores ? { lentDatastores } : {}) });
 }

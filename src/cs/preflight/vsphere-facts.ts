@@ -14,7 +14,10 @@ export interface VsphereRoles {
   newVm?: string;
   /** The datastore chosen for new disks (alternate location); original location uses the target VM's. */
   datastore?: string;
+  /** Moves vCenter reported as events since the last reprotect. */
   moved: VsphereFacts['moved'];
+  /** Datastores of the VMs recorded when the disks were lent at the last reprotect, by VM name. */
+  lentDatastores?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** The vCenter facts of the pre-flight checks, from a stored inventory (pure: tests give any inventory). */
@@ -54,8 +57,21 @@ export function vsphereFacts(inv: VsphereInventory, roles: VsphereRoles): Vspher
     ...(roles.newVm === undefined ? {} : { newVm: { name: roles.newVm, nameTaken: mtHost !== undefined && inv.vms.some((v) => v.name === roles.newVm && v.host !== undefined && refKey(v.host) === refKey(mtHost.ref)) } }),
     datastore,
     usableDatastores: usable.map((d) => d.name),
-    moved: roles.moved,
+    moved: [...movedSinceLent(roles.lentDatastores ?? {}, vmNamed, dsNames), ...roles.moved],
   };
+}
+
+/** VMs whose datastores are not those recorded when their disks were lent (Storage vMotion, SDRS). */
+function movedSinceLent(lent: Readonly<Record<string, readonly string[]>>, vmNamed: (name: string) => VmInfo | undefined, dsNames: (refs: readonly MoRef[]) => string[]): VsphereFacts['moved'] {
+  const moved: VsphereFacts['moved'] = [];
+  for (const [name, then] of Object.entries(lent)) {
+    const vm = vmNamed(name);
+    if (vm === undefined) continue;
+    const now = dsNames(vm.datastores).sort();
+    const before = [...then].sort();
+    if (now.join(',') !== before.join(',')) moved.push({ what: name, from: before.join(', '), to: now.join(', ') });
+  }
+  return moved;
 }
 
 function hostFacts(h: HostInfo): VsphereHostFacts {

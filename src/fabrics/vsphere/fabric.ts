@@ -1,5 +1,5 @@
 import { BoomerangError } from '../../replication/errors.js';
-import type { Fabric, FabricDisk, FabricMachine, NewMachine, NewMachineDisk, NewMachineOptions, PowerAction, PowerState } from '../fabric.js';
+import type { Fabric, FabricDisk, FabricMachine, LentDisks, NewMachine, NewMachineDisk, NewMachineOptions, PowerAction, PowerState } from '../fabric.js';
 import { runHook, type PowerHooks } from '../physical/power.js';
 import { NotAuthenticatedError } from './faults.js';
 import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
@@ -114,12 +114,27 @@ export class VsphereFabric implements Fabric {
    * The machine's VM is off; its snapshots are merged (a replica is written to the base disks, so
    * no delta may sit on top) and its disks hot-added to the MT's VM, where the MT writes them.
    */
-  async lendDisksToMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void> {
+  async lendDisksToMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<LentDisks> {
     const vm = await this.findVm(vsphereMachinePower(machine).vm, signal);
     const mtVm = await this.findVm(this.mtVmName(mtName), signal);
     const lent = await this.vmDisksFor(machine, vm, disks, signal);
     await this.withSession((s) => mergeSnapshots(s, vm, { signal }), signal);
     await this.withSession((s) => attachDisks(s, mtVm, lent.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })), { signal }), signal);
+    const names = [vsphereMachinePower(machine).vm, this.mtVmName(mtName)];
+    const datastores: Record<string, string[]> = {};
+    for (const [i, ref] of [vm, mtVm].entries()) datastores[names[i]!] = await this.vmDatastores(ref, signal);
+    return { datastores };
+  }
+
+  /** The names of the datastores holding a VM's files. */
+  private async vmDatastores(vm: MoRef, signal: AbortSignal): Promise<string[]> {
+    return this.withSession(async (s) => {
+      const [o] = await retrieveObjects(s, [vm], { type: 'VirtualMachine', paths: ['datastore'] }, { signal });
+      const refs = (o?.props.get('datastore')?.children ?? []).map((c) => moRefOf(c)).filter((r): r is MoRef => r !== undefined);
+      if (refs.length === 0) return [];
+      const named = await retrieveObjects(s, refs, { type: 'Datastore', paths: ['name'] }, { signal });
+      return named.map((d) => textOf(d.props.get('name')) ?? d.obj.value).sort();
+    }, signal);
   }
 
   /** The disks leave the MT's VM (the files stay: no destroy), so the machine's VM can power on with them. */
