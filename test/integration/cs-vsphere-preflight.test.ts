@@ -63,11 +63,11 @@ class Site {
     Object.assign(this.agent, await h.register('agent', 'agent-a'));
     this.ps = (await h.register('ps', 'ps')).componentId;
     this.mtB = (await h.register('mt', 'mt-b')).componentId;
-    for (const mt of Object.keys(MT_VMS)) this.mts[mt] = (await h.register('mt', mt)).componentId;
+    for (const mt of [...Object.keys(MT_VMS), 'mt-physical']) this.mts[mt] = (await h.register('mt', mt)).componentId;
   }
 
   /** A VM at site A (created in vcsim) protected to site B, failing back through `mt`. */
-  async item(o: { vm: string; host?: string; datastore?: string; mt: keyof typeof MT_VMS; fabric?: string; memoryMB?: number; diskUuid?: string }): Promise<string> {
+  async item(o: { vm: string; host?: string; datastore?: string; mt: keyof typeof MT_VMS | 'mt-physical'; fabric?: string; memoryMB?: number; diskUuid?: string }): Promise<string> {
     const h = this.h;
     const extra = { ...(o.memoryMB ? { memoryMB: o.memoryMB } : {}), ...(o.diskUuid ? { diskUuids: [o.diskUuid] } : {}) };
     await vc.withSession((s) => createRecoveryVm(s, { name: o.vm, host: o.host ?? 'DC0_H0', datastore: o.datastore ?? 'LocalDS_0', diskSizes: [4 * MiB], ...extra }));
@@ -237,6 +237,21 @@ test('each VMware prerequisite is read from vCenter and reported by boomerang ch
     const moved = one(report.results, 'storage-moved');
     assert.equal(moved.passed, false);
     assert.match(moved.message, /Storage vMotion moved big01 from LocalDS_0 to nfs-ds/);
+
+    // 78052, alternate location: the new VM's name is taken on the MT's host (DC0_H0). The
+    // operation is refused before any job starts, with every failed check.
+    const refused = await h.post(`/v1/items/${web}/reprotect`, { location: 'alternate', machineName: 'DC0_H0_VM1' });
+    assert.equal(refused.status, 422, refused.text);
+    const taken = (refused.json.problems as { id: string; code?: number; remedy: string }[]).find((p) => p.id === 'vm-name-taken');
+    assert.deepEqual([taken?.code, /Rename or remove/.test(taken?.remedy ?? '')], [78052, true]);
+    report = await site.check('reprotect', web);
+    assert.equal(one(report.results, 'vm-name-taken').passed, true, 'without --location alternate there is no new VM to name');
+
+    // A master target that is not a VM of this vCenter.
+    const bare = await site.item({ vm: 'bare01', mt: 'mt-physical' });
+    await site.refresh();
+    report = await site.check('reprotect', bare);
+    assert.equal(one(report.results, 'vsphere-target-not-esxi').passed, false);
 
     // A read-only account: its fabric cannot see the datastores; that alone is reported.
     const ro = await site.item({ vm: 'ro01', mt: 'mt-a', fabric: 'vc-readonly' });
