@@ -69,7 +69,10 @@ function printFabric(f: FabricView): void {
     ['Name', f.name],
     ['Kind', f.kind],
   ];
-  for (const [k, v] of Object.entries(f.config)) fields.push([k, k === 'caPem' ? '(a CA certificate)' : String(v)]);
+  for (const [k, v] of Object.entries(f.config)) {
+    const shown = k === 'caPem' ? '(a CA certificate)' : typeof v === 'object' && v !== null ? Object.entries(v).map(([a, b]) => `${a}=${String(b)}`).join(', ') : String(v);
+    fields.push([k, shown]);
+  }
   if (f.passwordSet !== undefined) fields.push(['Password', f.passwordSet ? 'set (kept by the CS, never shown)' : 'not set']);
   fields.push(['Created', time(f.createdAt)]);
   process.stdout.write(renderFields(fields));
@@ -83,6 +86,14 @@ interface AddVsphereFlags extends CsFlags {
   thumbprint?: string;
   vcenterCa?: string;
   insecure?: boolean;
+  mtVm: Record<string, string>;
+}
+
+/** `--mt-vm mt01=mt01-vm`, repeatable: the VM each master target runs in. */
+function collectMtVm(value: string, previous: Record<string, string>): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at <= 0 || at === value.length - 1) throw new ConfigError('USAGE', `--mt-vm takes <master target>=<VM name>, not ${value}`);
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
 }
 
 function addVsphereCommand(): Command {
@@ -95,7 +106,8 @@ function addVsphereCommand(): Command {
       .requiredOption('--password-file <file>', 'file holding the account’s password (mode 0600; one trailing newline is ignored)')
       .option('--thumbprint <hex>', 'trust the vCenter certificate with this SHA-1 or SHA-256 fingerprint')
       .option('--vcenter-ca <pem-file>', 'trust the vCenter certificate signed by this CA (PEM file; --ca is the CS’s own CA)')
-      .option('--insecure', 'accept any vCenter certificate (labs only)'),
+      .option('--insecure', 'accept any vCenter certificate (labs only)')
+      .option('--mt-vm <mt=vm>', 'the VM a master target runs in (repeat for each MT at this site); needed to reprotect to vSphere', collectMtVm, {}),
   )
     .addHelpText(
       'after',
@@ -107,7 +119,10 @@ shows it again (fabric list shows "Password: set").
 Examples:
   boomerang fabric add vsphere --name vc01 --url https://vc01.example/sdk \\
     --username boomerang@vsphere.local --password-file ~/.vc01.pass \\
-    --thumbprint 5E:8F:…:A1
+    --thumbprint 5E:8F:…:A1 --mt-vm mt-a=mt01-vm
+
+Reprotect to vSphere hot-adds the VM's disks to its master target's VM, so each
+master target of the site is named with --mt-vm (its component name = its VM).
 ${CONNECTION_HELP}
 ${exitCodesHelp([0, 1, 2], { 1: 'vCenter refused the login, its certificate is not trusted, it cannot be reached, or the CS refused the request', 2: 'bad usage, or an unreadable password or CA file' })}`,
     )
@@ -122,7 +137,14 @@ ${exitCodesHelp([0, 1, 2], { 1: 'vCenter refused the login, its certificate is n
             : await readFile(o.vcenterCa, 'utf8').catch((err: Error) => {
                 throw new ConfigError('USAGE', `cannot read the vCenter CA ${o.vcenterCa}: ${err.message}`);
               });
-        const config = { url: o.url, username: o.username, ...(o.thumbprint ? { thumbprint: o.thumbprint } : {}), ...(caPem ? { caPem } : {}), ...(o.insecure ? { insecure: true } : {}) };
+        const config = {
+          url: o.url,
+          username: o.username,
+          ...(o.thumbprint ? { thumbprint: o.thumbprint } : {}),
+          ...(caPem ? { caPem } : {}),
+          ...(o.insecure ? { insecure: true } : {}),
+          ...(Object.keys(o.mtVm).length > 0 ? { masterTargetVms: o.mtVm } : {}),
+        };
         return withApi(o, async (api) => {
           const fabric = await api.post<FabricView>('/v1/fabrics', { kind: 'vsphere', name: o.name, config, password });
           if (o.output === 'json') return printJson(fabric);

@@ -1,9 +1,12 @@
 import type { Fabric } from '../fabrics/fabric.js';
+import { AzureFabric } from '../fabrics/azure/fabric.js';
 import { PhysicalFabric } from '../fabrics/physical/power.js';
 import { VsphereFabric } from '../fabrics/vsphere/fabric.js';
 import type { Db } from './db/open.js';
 import type { FabricRow } from './db/schema.js';
 import { csError } from './errors.js';
+import { azureCredentialsOf } from './inventory/azure-config.js';
+import { azureFabricAccess } from './inventory/azure-credentials.js';
 import { vsphereFabricAccess } from './inventory/vsphere-credentials.js';
 import { tlsOf } from './inventory/vsphere-config.js';
 
@@ -35,6 +38,10 @@ export class FabricClients {
         const access = await vsphereFabricAccess(this.db, row.id);
         const c = access.config;
         return new VsphereFabric({ url: c.url, tls: tlsOf(c), username: c.username, password: access.password }, c.masterTargetVms ? { masterTargetVms: c.masterTargetVms } : {});
+      }
+      case 'azure': {
+        const access = await azureFabricAccess(this.db, row.id);
+        return new AzureFabric(azureCredentialsOf(access.config, access.clientSecret));
       }
       default:
         throw csError('FABRIC_KIND_NOT_AVAILABLE', { kind: row.kind });

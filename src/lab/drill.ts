@@ -5,7 +5,6 @@ import { BoomerangError } from '../replication/errors.js';
 import type { Endpoint } from '../replication/transport.js';
 import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 import type { GuestStatus } from './guest.js';
-import { hashFile } from './hash.js';
 import { burst, guestStatus, MACHINE_FILES, type MachineRun } from './machine.js';
 import type { Lab, LabMachine, Site } from './two-site.js';
 
@@ -27,6 +26,12 @@ export interface DrillStep {
   state: string;
   verification: string;
   ok: boolean;
+}
+
+/** Hooks of a drill run; tests use them to look at the sites between steps. */
+export interface DrillOptions {
+  /** Runs after each step that succeeded, before the next; an error fails the machine's drill. */
+  afterStep?: (m: LabMachine, step: DrillStep) => Promise<void>;
 }
 
 export interface DrillReport {
@@ -65,6 +70,7 @@ export class Drill {
   constructor(
     private readonly lab: Lab,
     private readonly print: (line: string) => void,
+    private readonly options: DrillOptions = {},
   ) {}
 
   private get cs(): HttpsJsonClient {
@@ -142,7 +148,8 @@ export class Drill {
       await agent.close();
       await mt.close();
     }
-    const [a, b] = await Promise.all([hashFile(this.lab.diskPath(m.name, source)), hashFile(this.lab.replicaPath(m.name, target))]);
+    // Files or page blobs (an Azure site's disks), read whole either way.
+    const [a, b] = await Promise.all([this.lab.hashDisk(this.lab.diskPath(m.name, source)), this.lab.hashDisk(this.lab.replicaPath(m.name, target))]);
     if (a !== b) throw new BoomerangError('DRILL_MISMATCH', `${m.name}: the replica at site ${target} (${b.slice(0, 12)}) differs from the disk at site ${source} (${a.slice(0, 12)})`);
     return `replica at site ${target} = disk at site ${source} (sha256 ${a.slice(0, 12)}…)`;
   }
@@ -179,6 +186,7 @@ export class Drill {
       ok: true,
     };
     this.print(`${m.name.padEnd(8)} ${name.padEnd(22)} ${(s.ms / 1000).toFixed(1).padStart(6)} s ${(s.bytesMoved / 2 ** 20).toFixed(1).padStart(8)} MiB  ${s.state.padEnd(24)} ${verification}`);
+    await this.options.afterStep?.(m, s);
     return s;
   }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BoomerangError } from '../replication/errors.js';
@@ -124,6 +124,19 @@ export async function startMachine(m: MachineRun): Promise<void> {
     file(m, 'guestLog'),
     file(m, 'guestPid'),
   );
+}
+
+/**
+ * Points the machine's agent at the disks its VM has now (in device order): after an
+ * alternate-location failback the VM is a new one, with new disks. The fabric says which.
+ */
+export async function useDisks(m: MachineRun, paths: readonly string[]): Promise<void> {
+  const path = file(m, 'agentConfig');
+  const config = JSON.parse(await readFile(path, 'utf8')) as { disks: { path: string }[] };
+  if (paths.length !== config.disks.length) throw new BoomerangError('LAB_STATE', `the VM has ${paths.length} disks, the machine ${config.disks.length}`);
+  config.disks.forEach((d, i) => (d.path = paths[i]!));
+  await writeFile(`${path}.tmp`, JSON.stringify(config, null, 2));
+  await rename(`${path}.tmp`, path);
 }
 
 /** A clean shutdown: the guest stops writing and records its disk, then the agent drains and stops. */

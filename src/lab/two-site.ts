@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -10,8 +11,16 @@ import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 import { generateToken, readTokenFile, writeTokenFile } from '../security/token.js';
 import { VsphereFabric } from '../fabrics/vsphere/fabric.js';
 import { createRecoveryVm } from '../fabrics/vsphere/recovery-vm.js';
+import { AZURITE_ACCOUNT } from '../fabrics/azure/azure-storage.js';
+import type { AzureConfig } from '../replication/azure-config.js';
+import { AZBLOB_SCHEME } from '../replication/disk-location.js';
+import { DiskStore } from '../replication/disk-store.js';
+import { createCa, issueCertificate } from '../security/pki.js';
+import { startAzurite, type AzuriteProcess } from './azurite.js';
+import { FakeArm } from './fake-arm.js';
+import { hashFile } from './hash.js';
 import { CLI, startComponent, type ComponentProcess } from './process.js';
-import { MACHINE_FILES, killMachine, machineRunning, readMachineRun, startMachine, stopMachine, writeMachineRun, type MachineRun } from './machine.js';
+import { MACHINE_FILES, useDisks, killMachine, machineRunning, readMachineRun, startMachine, stopMachine, writeMachineRun, type MachineRun } from './machine.js';
 
 /**
  * The one-machine lab of two sites: a configuration server, and at each site (a folder) a process
@@ -40,7 +49,26 @@ export interface LabOptions {
   print?: (line: string) => void;
   /** Site A is a vCenter (vcsim in tests) instead of the physical fabric. */
   vsphere?: LabVsphereSite;
+  /** Site B is an Azure site: its machines are ARM VMs (the lab's fake ARM) with page-blob disks (Azurite). */
+  azure?: boolean;
 }
+
+/**
+ * The lab's Azure site (site B): the storage account `lab` (Azurite's dev account, its key in a
+ * file) that the MT-B and the agents at site B name in `azblob://lab/…` locations, and where the
+ * recovery VMs are in the fake ARM. Kept in lab.json (no secret: the key stays in its file).
+ */
+export interface LabAzureSite {
+  /** The `azure` config section of the components at site B. */
+  config: AzureConfig;
+  subscriptionId: string;
+  resourceGroup: string;
+  armUrl: string;
+  azuritePid: number;
+}
+
+/** The storage account name the lab's blob locations use, the container of its disks and the resource group of its VMs. */
+export const LAB_AZURE = Object.freeze({ account: 'lab', container: 'disks', resourceGroup: 'boomerang-lab' });
 
 /**
  * A vCenter as the lab's site A: each machine becomes a VM created on `host` with its disk on
@@ -82,6 +110,8 @@ export interface LabState {
   controls: Partial<Record<`${Role}-${Site}`, Endpoint>>;
   policyId: string;
   machines: LabMachine[];
+  /** Present when site B is an Azure site. */
+  azure?: LabAzureSite;
 }
 
 interface ComponentReady {
@@ -94,8 +124,14 @@ interface ComponentReady {
 
 export class Lab {
   readonly dir: string;
-  readonly o: Required<Omit<LabOptions, 'print' | 'vsphere'>> & { print: (line: string) => void };
+  readonly o: Required<Omit<LabOptions, 'print' | 'vsphere' | 'azure'>> & { print: (line: string) => void };
   private readonly vsphere: LabVsphereSite | undefined;
+  private readonly azure: boolean;
+  /** The Azure site's fake Resource Manager, run in the lab's own process (like a test's peer). */
+  arm: FakeArm | undefined;
+  private azurite: AzuriteProcess | undefined;
+  private armLogin: { tenantId: string; clientId: string; clientSecret: string } | undefined;
+  private store: Promise<DiskStore> | undefined;
   private readonly procs = new Map<string, ComponentProcess<ComponentReady>>();
   state!: LabState;
   client!: HttpsJsonClient;
@@ -115,6 +151,7 @@ export class Lab {
       print: o.print ?? (() => undefined),
     };
     this.vsphere = o.vsphere;
+    this.azure = o.azure ?? false;
   }
 
   path(...parts: string[]): string {
@@ -136,6 +173,25 @@ export class Lab {
 
   get adminTokenPath(): string {
     return this.path('cs', 'admin.token');
+  }
+
+  /**
+   * sha256 of the whole disk at `location`: a file, or a page blob read through the storage API
+   * (the Azure site's account), without taking its lease.
+   */
+  async hashDisk(location: string): Promise<string> {
+    if (!location.startsWith(AZBLOB_SCHEME)) return hashFile(location);
+    this.store ??= DiskStore.fromConfig(this.state.azure?.config);
+    const store = await this.store;
+    const disk = await store.open(store.locate(location), { readOnly: true });
+    try {
+      const h = createHash('sha256');
+      const piece = 4 * 1024 * 1024;
+      for (let at = 0; at < disk.size; at += piece) h.update(await disk.read(at, Math.min(piece, disk.size - at)));
+      return h.digest('hex');
+    } finally {
+      await disk.close();
+    }
   }
 
   /** The machine's disk at a site: primary disk at A, the recovery machine's disk at B. */
@@ -172,6 +228,7 @@ export class Lab {
     const lab = new Lab(o);
     try {
       await lab.prepare();
+      if (lab.azure) await lab.startAzureSite();
       await lab.startCs();
       for (const site of SITES) await lab.startComponent('mt', site);
       for (const site of SITES) await lab.startComponent('ps', site);
@@ -254,7 +311,7 @@ export class Lab {
     const common = { name: key, listen: `127.0.0.1:${this.state.ports[key] ?? 0}`, control: '127.0.0.1:0', cs: this.csLink(site, role), tokenFile: this.path('token') };
     const config =
       role === 'mt'
-        ? { ...common, resyncListen: `127.0.0.1:${this.state.resyncPorts?.[site] ?? 0}`, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [] }
+        ? { ...common, resyncListen: `127.0.0.1:${this.state.resyncPorts?.[site] ?? 0}`, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [], ...this.azureSection(site) }
         : { ...common, spool: { dir: this.path(`site-${site}`, 'spool') }, masterTarget: `127.0.0.1:${this.state.ports[`mt-${site === 'a' ? 'b' : 'a'}`]}` };
     await writeFile(configPath, JSON.stringify(config, null, 2));
     const { ready } = await this.spawn(key, [role, '--config', configPath, '--log-level', this.o.logLevel]);
@@ -315,6 +372,7 @@ export class Lab {
       const machine: LabMachine = { name, diskId: `${name}-disk0`, ids };
       s.machines.push(machine);
       if (this.vsphere) machine.diskPaths = { a: await this.createVm(name) };
+      if (this.azure) machine.diskPaths = { ...machine.diskPaths, b: this.createAzureVm(name) };
       for (const site of SITES) {
         const run = this.machineRun(name, site);
         await mkdir(run.dir, { recursive: true, mode: 0o700 });
@@ -334,12 +392,13 @@ export class Lab {
               bookmarkIntervalSec: 10,
               // Served from boot; the CS decides when it is replicated.
               disks: [{ id: run.diskId, path: this.diskPath(name, site), size: this.o.diskBytes, protect: false }],
+              ...this.azureSection(site),
             },
             null,
             2,
           ),
         );
-        const power = site === 'a' && this.vsphere ? this.vspherePower(name, run) : this.powerHooks(run);
+        const power = site === 'a' && this.vsphere ? this.vspherePower(name, run) : site === 'b' && this.azure ? this.azurePower(name, run) : this.powerHooks(run);
         ids[site] = (await this.client.call<{ id: string }>('POST', '/v1/machines', { fabricId: fabrics[site], name, power })).id;
       }
     }
@@ -365,9 +424,62 @@ export class Lab {
   }
 
   private fabricOf(site: Site): object {
+    const az = this.state.azure;
+    if (site === 'b' && az && this.armLogin) {
+      const { tenantId, clientId, clientSecret } = this.armLogin;
+      return { kind: 'azure', name: 'site-b', config: { tenantId, clientId, subscriptionId: az.subscriptionId, authorityHost: az.armUrl, armEndpoint: az.armUrl, caPem: this.arm!.caPem }, clientSecret };
+    }
     const v = this.vsphere;
     if (site !== 'a' || !v) return { kind: 'physical', name: `site-${site}` };
     return { kind: 'vsphere', name: `site-${site}`, config: { url: v.url, username: v.username, caPem: v.caPem, masterTargetVms: { 'mt-a': v.mtVm } }, password: v.password };
+  }
+
+  /**
+   * Site B as an Azure site: a CA of its own for Azurite and the fake ARM, Azurite (the `lab`
+   * storage account, its key in a file) and the fake ARM with one service principal, one
+   * subscription and the lab's resource group.
+   */
+  private async startAzureSite(): Promise<void> {
+    const dir = this.path('azure');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const ca = await createCa({ commonName: 'Boomerang lab Azure CA' });
+    const leaf = await issueCertificate(ca, { commonName: '127.0.0.1', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'], usage: 'server' });
+    const files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'azurite-cert.pem'), key: join(dir, 'azurite-key.pem'), accountKey: join(dir, 'lab.key') };
+    await writeFile(files.ca, ca.certPem);
+    await writeFile(files.cert, leaf.certPem, { mode: 0o600 });
+    await writeFile(files.key, leaf.keyPem, { mode: 0o600 });
+    // Azurite's published development key: not a secret, but kept in a key file like a real account's.
+    await writeFile(files.accountKey, `${AZURITE_ACCOUNT.accountKey}
+`, { mode: 0o600 });
+    this.azurite = await startAzurite({ location: join(dir, 'azurite'), certPath: files.cert, keyPath: files.key });
+    this.arm = await FakeArm.start({ ca });
+    this.armLogin = { tenantId: randomUUID(), clientId: randomUUID(), clientSecret: randomBytes(24).toString('base64url') };
+    const subscriptionId = randomUUID();
+    this.arm.addClient(this.armLogin.tenantId, this.armLogin.clientId, this.armLogin.clientSecret);
+    this.arm.addSubscription(subscriptionId, this.armLogin.tenantId);
+    this.arm.addResourceGroup(subscriptionId, LAB_AZURE.resourceGroup);
+    const account = { url: `${this.azurite.origin}/${AZURITE_ACCOUNT.accountName}`, accountName: AZURITE_ACCOUNT.accountName, keyFile: files.accountKey, caFile: files.ca };
+    this.state.azure = { config: { accounts: { [LAB_AZURE.account]: account } }, subscriptionId, resourceGroup: LAB_AZURE.resourceGroup, armUrl: this.arm.url, azuritePid: this.azurite.pid };
+    this.o.print(`site B is an Azure site: Azurite ${this.azurite.origin} (pid ${this.azurite.pid}), fake ARM ${this.arm.url}`);
+  }
+
+  /** The `azure` config section of the components at the Azure site; nothing elsewhere. */
+  private azureSection(site: Site): { azure?: AzureConfig } {
+    return site === 'b' && this.state.azure ? { azure: this.state.azure.config } : {};
+  }
+
+  /** The machine's recovery VM at the Azure site, deallocated until failover; the page blob its disk will be. */
+  private createAzureVm(name: string): string {
+    const az = this.state.azure!;
+    this.arm!.addVm({ subscriptionId: az.subscriptionId, resourceGroup: az.resourceGroup, name, powerState: 'deallocated' });
+    return `${AZBLOB_SCHEME}${LAB_AZURE.account}/${LAB_AZURE.container}/${name}-disk0`;
+  }
+
+  /** An Azure machine: its VM in Resource Manager, and the lab's guest started after the VM starts, stopped before it is deallocated. */
+  private azurePower(name: string, run: MachineRun) {
+    const az = this.state.azure!;
+    const { start, stop } = this.powerHooks(run);
+    return { subscriptionId: az.subscriptionId, resourceGroup: az.resourceGroup, vmName: name, guest: { start, stop } };
   }
 
   /** A vSphere machine: its VM, and the lab's guest started after power-on, stopped before power-off. */
@@ -429,6 +541,10 @@ export class Lab {
     }
     for (const key of ['ps-a', 'ps-b', 'mt-a', 'mt-b', 'cs']) await this.stop(key);
     await this.client?.close();
+    await this.azurite?.stop();
+    this.azurite = undefined;
+    await this.arm?.stop();
+    this.arm = undefined;
     if (this.procs.size === 0 && this.state?.supervisorPid === process.pid) await unmountUnder(this.dir);
   }
 }
@@ -447,7 +563,11 @@ async function unmountUnder(dir: string): Promise<void> {
 /** `boomerang lab power <run-dir> start|stop|status`: the physical fabric's hook for lab machines. */
 export async function powerHook(runDir: string, action: string): Promise<number> {
   const run = await readMachineRun(resolve(runDir));
-  if (action === 'start') await startMachine(run);
+  if (action === 'start') {
+    const disks = process.env.BOOMERANG_DISKS;
+    if (disks !== undefined) await useDisks(run, JSON.parse(disks) as string[]);
+    await startMachine(run);
+  }
   else if (action === 'stop') await stopMachine(run);
   else if (action === 'status') return (await machineRunning(run)) ? 0 : 3;
   else throw new BoomerangError('USAGE', `unknown power action ${action} (start, stop or status)`);

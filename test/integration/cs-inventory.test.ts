@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import { CsError } from '../../src/cs/errors.js';
 import { ENABLE_JOB_KIND, ItemJobParams, startItemOperation, transitionItem } from '../../src/cs/inventory/items.js';
 import { defineJobKind } from '../../src/cs/jobs/types.js';
+import { startArmSite } from '../helpers/fake-arm.js';
 import { Gate, withCs, type CsHarness } from './cs-fixtures.js';
 
 /** A stand-in for the lifecycle's enable job: reports progress, then marks the item protected. */
@@ -111,9 +112,11 @@ test('fabrics and machines', async () => {
   await withCs({}, async (h) => {
     const fabric = await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' });
     assert.equal(fabric.status, 201);
-    const azure = await h.post('/v1/fabrics', { kind: 'azure', name: 'cloud' });
-    assert.equal(azure.status, 400);
-    assert.equal(azure.json.code, 'FABRIC_KIND_NOT_AVAILABLE');
+    const unknownKind = await h.post('/v1/fabrics', { kind: 'openstack', name: 'cloud' });
+    assert.equal(unknownKind.status, 400);
+    assert.equal(unknownKind.json.code, 'BAD_REQUEST');
+    assert.equal(unknownKind.json.field, 'kind');
+    assert.equal((await h.get('/v1/fabrics')).json.length, 1, 'nothing stored');
     assert.equal((await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json.code, 'NAME_TAKEN');
 
     const machine = await h.post('/v1/machines', { fabricId: fabric.json.id, name: 'db-1', power: { manual: true } });
@@ -128,6 +131,60 @@ test('fabrics and machines', async () => {
     assert.equal((await h.get(`/v1/machines?fabricId=${randomUUID()}`)).json.length, 0);
     assert.equal((await h.get(`/v1/fabrics/${fabric.json.id}`)).json.name, 'site-a');
   });
+});
+
+test('azure fabrics: checked by a token and one ARM read before anything is stored; the client secret is kept and never returned', async () => {
+  const arm = await startArmSite();
+  try {
+    await withCs({}, async (h) => {
+      const { tenantId, subscriptionId, credentials: c } = arm;
+      const config = { tenantId, clientId: c.clientId, subscriptionId, authorityHost: arm.fake.url, armEndpoint: arm.fake.url, caPem: arm.fake.caPem };
+      const stored = async () => (await h.get('/v1/fabrics')).json.length as number;
+      const refused = async (body: object, status: number, code: string, field: string | undefined) => {
+        const r = await h.post('/v1/fabrics', body);
+        assert.equal(r.status, status, r.text);
+        assert.equal(r.json.code, code, r.text);
+        assert.equal(r.json.field, field, r.text);
+        assert.ok(!r.text.includes(c.clientSecret), 'the secret is never echoed');
+        assert.equal(await stored(), 0, 'nothing stored');
+      };
+      await refused({ kind: 'azure', name: 'cloud', config }, 400, 'FABRIC_CONFIG_INVALID', 'clientSecret');
+      await refused({ kind: 'azure', name: 'cloud', config, clientSecret: 'not-the-secret' }, 400, 'FABRIC_LOGIN_FAILED', 'clientSecret');
+      await refused({ kind: 'azure', name: 'cloud', config: { ...config, subscriptionId: randomUUID() }, clientSecret: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'config.subscriptionId');
+      await refused({ kind: 'azure', name: 'cloud', config: { ...config, clientId: 'app' }, clientSecret: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'config.clientId');
+      await refused({ kind: 'azure', name: 'cloud', config: { ...config, armEndpoint: 'http://127.0.0.1:1' }, clientSecret: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'config.armEndpoint');
+      await refused({ kind: 'azure', name: 'cloud', config: { ...config, caPem: 'not a certificate' }, clientSecret: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'config.caPem');
+      await refused({ kind: 'azure', name: 'cloud', config, password: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'password');
+      await refused({ kind: 'physical', name: 'cloud', clientSecret: c.clientSecret }, 400, 'FABRIC_CONFIG_INVALID', 'clientSecret');
+      const { caPem: _ca, ...untrusting } = config;
+      await refused({ kind: 'azure', name: 'cloud', config: untrusting, clientSecret: c.clientSecret }, 502, 'FABRIC_UNREACHABLE', 'config.authorityHost');
+      arm.fake.failNext({ status: 403, code: 'AuthorizationFailed', pathContains: 'virtualMachines' });
+      await refused({ kind: 'azure', name: 'cloud', config, clientSecret: c.clientSecret }, 403, 'FABRIC_PRIVILEGES_MISSING', undefined);
+
+      const created = await h.post('/v1/fabrics', { kind: 'azure', name: 'cloud', config, clientSecret: c.clientSecret });
+      assert.equal(created.status, 201, created.text);
+      assert.equal(created.json.kind, 'azure');
+      assert.equal(created.json.secretSet, true);
+      assert.deepEqual(created.json.config, config);
+      const listed = await h.get('/v1/fabrics');
+      for (const text of [created.text, listed.text, (await h.get(`/v1/fabrics/${created.json.id}`)).text]) assert.ok(!text.includes(c.clientSecret), 'the client secret is never returned');
+      // Kept where the vSphere password is: the one secret column of fabric_secrets.
+      const secret = await h.cs.context.db.selectFrom('fabric_secrets').select('password').where('fabric_id', '=', created.json.id).executeTakeFirstOrThrow();
+      assert.equal(secret.password, c.clientSecret);
+      assert.ok(arm.fake.requests.some((r) => r.authorized && /\/virtualMachines$/i.test(r.path)), 'one ARM read with the token');
+
+      // Machines of an azure fabric name their VM (and, in labs, guest hooks); hooks of a physical machine do not fit.
+      const vm = { subscriptionId, resourceGroup: 'rg-1', vmName: 'web01' };
+      const machine = await h.post('/v1/machines', { fabricId: created.json.id, name: 'web01', power: { ...vm, guest: { start: ['/bin/true'], stop: ['/bin/true'] } } });
+      assert.equal(machine.status, 201, machine.text);
+      assert.deepEqual(machine.json.power.guest, { start: ['/bin/true'], stop: ['/bin/true'] });
+      const wrong = await h.post('/v1/machines', { fabricId: created.json.id, name: 'db01', power: { start: ['/bin/true'] } });
+      assert.equal(wrong.status, 400, wrong.text);
+      assert.equal(wrong.json.field, 'power');
+    });
+  } finally {
+    await arm.stop();
+  }
 });
 
 test('enable replication creates the item and its job; the job runs to Protected; refusals are specific', async () => {

@@ -219,8 +219,11 @@ test('the CLI adds a vCenter from a password file, lists it, refreshes it and pr
     const both = await cli(['fabric', 'add', 'vsphere', '--name', 'vc01', '--url', sim.url, '--username', sim.username, '--password-file', passwordFile, '--insecure', '--thumbprint', sim.thumbprint], env);
     assert.equal(both.code, 2, both.stderr);
 
-    const add = await cli(['fabric', 'add', 'vsphere', '--name', 'vc01', '--url', sim.url, '--username', sim.username, '--password-file', passwordFile, '--vcenter-ca', vcCa], env);
+    const badMt = await cli(['fabric', 'add', 'vsphere', '--name', 'vc01', '--url', sim.url, '--username', sim.username, '--password-file', passwordFile, '--vcenter-ca', vcCa, '--mt-vm', 'mt-a'], env);
+    assert.equal(badMt.code, 2, badMt.stderr);
+    const add = await cli(['fabric', 'add', 'vsphere', '--name', 'vc01', '--url', sim.url, '--username', sim.username, '--password-file', passwordFile, '--vcenter-ca', vcCa, '--mt-vm', 'mt-a=DC0_H0_VM0', '--mt-vm', 'mt-b=DC0_H1_VM0'], env);
     assert.equal(add.code, 0, add.stderr);
+    assert.match(add.stdout, /masterTargetVms:?\s+mt-a=DC0_H0_VM0, mt-b=DC0_H1_VM0/);
     assert.match(add.stdout, /Password:\s+set/);
     assert.ok(!add.stdout.includes(sim.password));
 

@@ -12,7 +12,8 @@ import { csError } from '../errors.js';
  * Machines of a fabric. On the physical fabric, power operations run hook commands (an argv, no
  * shell): IPMI, a script that starts a workload, or `manual` to pause the job for a person. A
  * vSphere machine names its VM (and, in the lab, hooks for the guest vcsim does not have); an
- * Azure machine names its VM in Resource Manager.
+ * Azure machine names its VM in Resource Manager (and, in the lab, hooks for the guest the fake
+ * ARM does not have).
  */
 
 const Argv = Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { minItems: 1, maxItems: 64, description: 'program and arguments, run without a shell' });
@@ -28,10 +29,12 @@ export const PowerHooks = Type.Object(
 );
 export type PowerHooks = Static<typeof PowerHooks>;
 
+const GuestHooks = Type.Object({ start: Type.Optional(Argv), stop: Type.Optional(Argv) }, { additionalProperties: false, description: 'run after power-on and before power-off (labs: a guest process)' });
+
 export const VspherePower = Type.Object(
   {
     vm: Type.String({ minLength: 1, maxLength: 80, description: 'the VM’s name in vCenter' }),
-    guest: Type.Optional(Type.Object({ start: Type.Optional(Argv), stop: Type.Optional(Argv) }, { additionalProperties: false, description: 'run after power-on and before power-off (labs: a guest process)' })),
+    guest: Type.Optional(GuestHooks),
   },
   { additionalProperties: false },
 );
@@ -43,6 +46,7 @@ export const AzurePower = Type.Object(
     resourceGroup: AzureName,
     vmName: AzureName,
     vmId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'recorded so that another VM of the same name is not taken for this one' })),
+    guest: Type.Optional(GuestHooks),
   },
   { additionalProperties: false },
 );

@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ENABLE_JOB_KIND, ItemJobParams, transitionItem } from '../../src/cs/inventory/items.js';
+import { defineJobKind } from '../../src/cs/jobs/types.js';
+import { startArmSite } from '../helpers/fake-arm.js';
+import { withCs } from './cs-fixtures.js';
+
+// The pre-flight facts of a cloud VM, read by the CS through its azure fabric (the real
+// @azure/arm-compute and @azure/identity clients) from the fake ARM server: reprotect sends from
+// the failed-over cloud VM, so a deleted VM, a VM moved to another resource group and a
+// deallocated VM must each fail their check.
+
+// Enabling replication is a lifecycle job; this stand-in only marks the item Protected.
+const enableKind = defineJobKind({
+  name: ENABLE_JOB_KIND,
+  params: ItemJobParams,
+  tasks: [{ name: 'mark-protected', resumable: true, run: (ctx) => ctx.db.transaction().execute(async (trx) => void (await transitionItem(trx, ctx.clock, ctx.params.itemId, 'initialReplicationDone'))) }],
+});
+
+interface Report {
+  ok: boolean;
+  results: { id: string; code?: number; passed: boolean; severity: string; message: string }[];
+}
+
+test('reprotect pre-flight of a cloud VM through ARM: deleted, moved to another resource group, not running (78093)', async () => {
+  const arm = await startArmSite();
+  try {
+    await withCs({ jobKinds: [enableKind], heartbeatIntervalSeconds: 30 }, async (h) => {
+      const { fake, tenantId, subscriptionId, credentials: c } = arm;
+      fake.addResourceGroup(subscriptionId, 'rg-dr');
+      fake.addResourceGroup(subscriptionId, 'rg-other');
+      const vm = { subscriptionId, resourceGroup: 'rg-dr', name: 'web01' };
+      fake.addVm({ ...vm, powerState: 'running' });
+
+      const onPrem = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
+      const cloud = await h.post('/v1/fabrics', {
+        kind: 'azure',
+        name: 'cloud',
+        config: { tenantId, clientId: c.clientId, subscriptionId, authorityHost: fake.url, armEndpoint: fake.url, caPem: fake.caPem },
+        clientSecret: c.clientSecret,
+      });
+      assert.equal(cloud.status, 201, cloud.text);
+      const machine = (await h.post('/v1/machines', { fabricId: onPrem.id, name: 'web01', power: { manual: true } })).json;
+      const recovery = await h.post('/v1/machines', { fabricId: cloud.json.id, name: 'web01', power: { subscriptionId, resourceGroup: 'rg-dr', vmName: 'web01' } });
+      assert.equal(recovery.status, 201, recovery.text);
+      const policy = (await h.post('/v1/policies', { name: 'gold' })).json;
+      const agent = await h.register('agent', 'web01');
+      const ps = await h.register('ps', 'ps-cloud');
+      const mt = await h.register('mt', 'mt-onprem');
+      const enabled = await h.post('/v1/items', {
+        machineId: machine.id,
+        policyId: policy.forward.id,
+        agentId: agent.componentId,
+        psId: ps.componentId,
+        mtId: mt.componentId,
+        disks: [{ diskId: 'web01-disk0', sizeBytes: 1 << 30, sourcePath: '/dev/vdb', targetPath: 'azblob://cloud/disks/web01-disk0' }],
+        recoveryMachineId: recovery.json.id,
+        failbackAgentName: 'web01-azure',
+        failbackPsId: ps.componentId,
+        failbackMtId: mt.componentId,
+      });
+      assert.equal(enabled.status, 202, enabled.text);
+      await h.waitForJob(enabled.json.job.id);
+      const itemId = enabled.json.item.id as string;
+
+      const check = async () => {
+        const r = await h.get(`/v1/items/${itemId}/preflight/reprotect`);
+        assert.equal(r.status, 200, r.text);
+        const report = r.json as Report;
+        const result = (id: string) => report.results.find((x) => x.id === id) ?? assert.fail(`no ${id} result in ${r.text}`);
+        return { deleted: result('source-deleted'), notRunning: result('source-not-running') };
+      };
+
+      // Running, its guest agent Ready: both pass.
+      let r = await check();
+      assert.equal(r.deleted.passed, true, r.deleted.message);
+      assert.equal(r.notRunning.passed, true, r.notRunning.message);
+
+      // Deallocated (stopped outside our control): 78093, the VM is still where recorded.
+      fake.setPowerState(vm, 'deallocated');
+      r = await check();
+      assert.equal(r.notRunning.passed, false, 'a deallocated cloud VM fails source-not-running');
+      assert.equal(r.notRunning.code, 78093);
+      assert.equal(r.deleted.passed, true, r.deleted.message);
+      fake.setPowerState(vm, 'running');
+
+      // Moved to another resource group: not where the CS recorded it.
+      fake.moveVm(vm, 'rg-other');
+      r = await check();
+      assert.equal(r.deleted.passed, false, 'a cloud VM moved to another resource group fails source-deleted');
+      assert.equal(r.notRunning.passed, true, 'a VM that is not found is reported by source-deleted only');
+      fake.moveVm({ ...vm, resourceGroup: 'rg-other' }, 'rg-dr');
+      r = await check();
+      assert.equal(r.deleted.passed, true, 'moved back, it is found again');
+
+      // Deleted.
+      fake.deleteVm(vm);
+      r = await check();
+      assert.equal(r.deleted.passed, false, 'a deleted cloud VM fails source-deleted');
+      assert.equal(r.notRunning.passed, true, 'a VM that is not found is reported by source-deleted only');
+    });
+  } finally {
+    await arm.stop();
+  }
+});
