@@ -74,6 +74,7 @@ function printFabric(f: FabricView): void {
     fields.push([k, shown]);
   }
   if (f.passwordSet !== undefined) fields.push(['Password', f.passwordSet ? 'set (kept by the CS, never shown)' : 'not set']);
+  if (f.secretSet !== undefined) fields.push(['Client secret', f.secretSet ? 'set (kept by the CS, never shown)' : 'not set']);
   fields.push(['Created', time(f.createdAt)]);
   process.stdout.write(renderFields(fields));
 }
@@ -155,6 +156,65 @@ ${exitCodesHelp([0, 1, 2], { 1: 'vCenter refused the login, its certificate is n
     );
 }
 
+interface AddAzureFlags extends CsFlags {
+  name: string;
+  tenantId: string;
+  clientId: string;
+  subscriptionId: string;
+  clientSecretFile: string;
+  authorityHost?: string;
+  armEndpoint?: string;
+  armCa?: string;
+}
+
+function addAzureCommand(): Command {
+  return addCsOptions(
+    operatorCommand('azure')
+      .description('add an Azure subscription: the CS gets a token for the app registration and reads the subscription first, and stores nothing if that fails')
+      .requiredOption('--name <name>', 'the fabric’s name in Boomerang')
+      .requiredOption('--tenant-id <uuid>', 'the Microsoft Entra tenant of the app registration')
+      .requiredOption('--client-id <uuid>', 'the app registration (service principal) Boomerang signs in as')
+      .requiredOption('--subscription-id <uuid>', 'the subscription of the VMs')
+      .requiredOption('--client-secret-file <file>', 'file holding the app’s client secret (mode 0600; one trailing newline is ignored)')
+      .option('--authority-host <url>', 'Entra ID endpoint (default https://login.microsoftonline.com; sovereign clouds differ)')
+      .option('--arm-endpoint <url>', 'Resource Manager endpoint (default https://management.azure.com)')
+      .option('--arm-ca <pem-file>', 'trust these endpoints’ certificates signed by this CA (PEM file; a private CA, e.g. a lab)'),
+  )
+    .addHelpText(
+      'after',
+      `
+The client secret is sent to the CS, which keeps it and never shows it again.
+The app needs Microsoft.Compute/virtualMachines read, start, deallocate and
+powerOff on the subscription (e.g. the Virtual Machine Contributor role).
+${CONNECTION_HELP}
+${exitCodesHelp([0, 1, 2], { 1: 'Entra ID refused the secret, Resource Manager refused the subscription, an endpoint cannot be reached, or the CS refused the request', 2: 'bad usage, or an unreadable secret or CA file' })}`,
+    )
+    .action(
+      action(async (o: AddAzureFlags) => {
+        const clientSecret = await readPasswordFile(o.clientSecretFile);
+        const caPem =
+          o.armCa === undefined
+            ? undefined
+            : await readFile(o.armCa, 'utf8').catch((err: Error) => {
+                throw new ConfigError('USAGE', `cannot read the CA ${o.armCa}: ${err.message}`);
+              });
+        const config = {
+          tenantId: o.tenantId,
+          clientId: o.clientId,
+          subscriptionId: o.subscriptionId,
+          ...(o.authorityHost ? { authorityHost: o.authorityHost } : {}),
+          ...(o.armEndpoint ? { armEndpoint: o.armEndpoint } : {}),
+          ...(caPem ? { caPem } : {}),
+        };
+        return withApi(o, async (api) => {
+          const fabric = await api.post<FabricView>('/v1/fabrics', { kind: 'azure', name: o.name, config, clientSecret });
+          if (o.output === 'json') return printJson(fabric);
+          printFabric(fabric);
+        });
+      }),
+    );
+}
+
 function addPhysicalCommand(): Command {
   return addCsOptions(operatorCommand('physical').description('add a physical fabric (machines powered by hooks or by hand)').requiredOption('--name <name>', 'the fabric’s name'))
     .addHelpText('after', `${CONNECTION_HELP}\n${READ_EXIT_HELP}`)
@@ -170,7 +230,7 @@ function addPhysicalCommand(): Command {
 }
 
 function addCommand(): Command {
-  return operatorCommand('add').description('add a fabric: vsphere (a vCenter) or physical').addCommand(addVsphereCommand()).addCommand(addPhysicalCommand());
+  return operatorCommand('add').description('add a fabric: vsphere (a vCenter), azure (a subscription) or physical').addCommand(addVsphereCommand()).addCommand(addAzureCommand()).addCommand(addPhysicalCommand());
 }
 
 function listCommand(): Command {

@@ -17,6 +17,7 @@ interface LabOpts {
   diskSize: string;
   burst: string;
   logLevel: string;
+  azure?: boolean;
 }
 
 function labOptions(o: LabOpts, print: (line: string) => void) {
@@ -26,6 +27,7 @@ function labOptions(o: LabOpts, print: (line: string) => void) {
     diskBytes: parseBytes(o.diskSize),
     burstBytes: parseBytes(o.burst),
     logLevel: o.logLevel,
+    ...(o.azure ? { azure: true } : {}),
     print,
   };
 }
@@ -36,7 +38,8 @@ function withLabOptions(c: Command): Command {
     .option('--machines <names>', 'demo machines, comma separated', LAB_DEFAULTS.machines.join(','))
     .option('--disk-size <size>', 'disk size of each demo machine', '64MiB')
     .option('--burst <size>', 'what each guest writes when it boots (and per extra burst)', '8MiB')
-    .option('--log-level <level>', 'trace|debug|info|warn|error (component logs go to <dir>/logs)', 'info');
+    .option('--log-level <level>', 'trace|debug|info|warn|error (component logs go to <dir>/logs)', 'info')
+    .option('--azure', 'site B is an Azure site: Azurite (started by the lab) holds its disks as page blobs, a stand-in Resource Manager powers its VMs');
 }
 
 function printNextSteps(lab: Lab, print: (line: string) => void): void {

@@ -62,40 +62,40 @@ export const CATALOGUE = {
   COMPONENT_REVOKED: entry<{ id: string }>(409, (p) => `component ${p.id} is revoked`, 'pick a component that is not revoked'),
   POLICY_NOT_FORWARD: entry<{ id: string }>(400, (p) => `policy ${p.id} is a failback policy`, 'enable replication with the forward policy of a pair; its failback policy is used automatically'),
   POLICY_INVALID: entry<{ message: string }>(400, (p) => p.message, 'choose values inside the documented ranges'),
-  FABRIC_KIND_NOT_AVAILABLE: entry<{ kind: string }>(400, (p) => `the ${p.kind} fabric is not available in this version`, 'use a physical or vsphere fabric'),
+  FABRIC_KIND_NOT_AVAILABLE: entry<{ kind: string }>(400, (p) => `the ${p.kind} fabric is not available in this version`, 'use a physical, vsphere or azure fabric'),
   FABRIC_CONFIG_INVALID: entry<{ kind: string; message: string }>(
     400,
     (p) => `the settings of the ${p.kind} fabric are not valid: ${p.message}`,
-    'a vsphere fabric takes config.url (https://<vcenter>/sdk), config.username, a password, and one of config.thumbprint, config.caPem or config.insecure; a physical fabric takes no password',
+    'a vsphere fabric takes config.url (https://<vcenter>/sdk), config.username, a password, and one of config.thumbprint, config.caPem or config.insecure; an azure fabric takes config.tenantId, config.clientId, config.subscriptionId (and optionally authorityHost, armEndpoint, caPem) and a clientSecret; a physical fabric takes no secret',
   ),
-  FABRIC_LOGIN_FAILED: entry<{ url: string; username: string }>(
+  FABRIC_LOGIN_FAILED: entry<{ url: string; username: string; service?: string }>(
     400,
-    (p) => `vCenter ${p.url} refused the login of ${p.username}`,
-    'check the user name (a domain account is written user@domain) and the password, then send the request again',
+    (p) => `${p.service ?? 'vCenter'} ${p.url} refused the login of ${p.username}`,
+    'vsphere: check the user name (a domain account is written user@domain) and the password; azure: check config.tenantId, config.clientId and the clientSecret; then send the request again',
   ),
-  FABRIC_TLS_UNTRUSTED: entry<{ url: string; message: string }>(
+  FABRIC_TLS_UNTRUSTED: entry<{ url: string; message: string; service?: string }>(
     400,
-    (p) => `the certificate of vCenter ${p.url} is not trusted: ${p.message}`,
+    (p) => `the certificate of ${p.service ?? 'vCenter'} ${p.url} is not trusted: ${p.message}`,
     'give config.thumbprint (the SHA-1 or SHA-256 fingerprint of the vCenter certificate) or config.caPem (the vCenter CA certificate); config.insecure only in a lab',
   ),
-  FABRIC_UNREACHABLE: entry<{ url: string; message: string }>(
+  FABRIC_UNREACHABLE: entry<{ url: string; message: string; service?: string }>(
     502,
-    (p) => `cannot reach vCenter ${p.url}: ${p.message}`,
-    'check the URL (https://<vcenter>/sdk) and that the configuration server can reach vCenter on that port (firewall, proxy, DNS)',
+    (p) => `cannot reach ${p.service ?? 'vCenter'} ${p.url}: ${p.message}`,
+    'check the URL and that the configuration server can reach it on that port (firewall, proxy, DNS); a private CA must be given as config.caPem',
   ),
-  FABRIC_TIMEOUT: entry<{ url: string; seconds: number }>(
+  FABRIC_TIMEOUT: entry<{ url: string; seconds: number; service?: string }>(
     504,
-    (p) => `vCenter ${p.url} did not answer the inventory read within ${p.seconds} s`,
+    (p) => `${p.service ?? 'vCenter'} ${p.url} did not answer within ${p.seconds} s`,
     'check the load of vCenter and the network to it, or start the configuration server with a longer fabricRefreshTimeoutSeconds',
   ),
-  FABRIC_DISCOVERY_FAILED: entry<{ url: string; message: string }>(
+  FABRIC_DISCOVERY_FAILED: entry<{ url: string; message: string; service?: string }>(
     502,
-    (p) => `reading the inventory of vCenter ${p.url} failed: ${p.message}`,
+    (p) => `reading from ${p.service ?? 'vCenter'} ${p.url} failed: ${p.message}`,
     'see the configuration server log, correct the cause and refresh the fabric again',
   ),
   FABRIC_PRIVILEGES_MISSING: entry<{ username: string; missing: string }>(
     403,
-    (p) => `the vCenter account ${p.username} lacks privileges Boomerang needs: ${p.missing}`,
+    (p) => `the account ${p.username} lacks privileges Boomerang needs: ${p.missing}`,
     'give the account a role with the privileges listed (datastore browse, allocate space and file management; virtual machine inventory, configuration, interaction and snapshot management; resource assignment) on the datacenters, then refresh the fabric',
   ),
   FABRIC_NO_INVENTORY: entry<{ name: string; kind: string }>(409, (p) => `fabric ${p.name} is a ${p.kind} fabric: it has no vCenter inventory`, 'read the inventory of a vsphere fabric'),

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ENABLE_JOB_KIND, ItemJobParams, transitionItem } from '../../src/cs/inventory/items.js';
 import { defineJobKind } from '../../src/cs/jobs/types.js';
+import { runCli } from '../helpers/cli.js';
 import { startArmSite } from '../helpers/fake-arm.js';
 import { withCs } from './cs-fixtures.js';
 
@@ -33,13 +36,23 @@ test('reprotect pre-flight of a cloud VM through ARM: deleted, moved to another 
       fake.addVm({ ...vm, powerState: 'running' });
 
       const onPrem = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
-      const cloud = await h.post('/v1/fabrics', {
-        kind: 'azure',
-        name: 'cloud',
-        config: { tenantId, clientId: c.clientId, subscriptionId, authorityHost: fake.url, armEndpoint: fake.url, caPem: fake.caPem },
-        clientSecret: c.clientSecret,
-      });
-      assert.equal(cloud.status, 201, cloud.text);
+      // Added as an operator would: the secret and the CA from files.
+      const secretFile = join(h.dir, 'cloud.secret');
+      const caFile = join(h.dir, 'arm-ca.pem');
+      await writeFile(secretFile, `${c.clientSecret}\n`, { mode: 0o600 });
+      await writeFile(caFile, fake.caPem);
+      const env = { BOOMERANG_CS: h.cs.url, BOOMERANG_CA: h.cs.paths.ca, BOOMERANG_TOKEN_FILE: h.cs.paths.adminToken };
+      const common = ['fabric', 'add', 'azure', '--name', 'cloud', '--tenant-id', tenantId, '--client-id', c.clientId, '--subscription-id', subscriptionId, '--authority-host', fake.url, '--arm-endpoint', fake.url, '--arm-ca', caFile];
+      const wrong = join(h.dir, 'wrong.secret');
+      await writeFile(wrong, 'not-the-secret\n', { mode: 0o600 });
+      const refused = await runCli([...common, '--client-secret-file', wrong], env);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /FABRIC_LOGIN_FAILED/);
+      const added = await runCli([...common, '--client-secret-file', secretFile], env);
+      assert.equal(added.code, 0, added.stderr);
+      assert.match(added.stdout, /Client secret:?\s+set/);
+      assert.ok(!added.stdout.includes(c.clientSecret), 'the secret is never shown');
+      const cloud = { json: ((await h.get('/v1/fabrics')).json as { id: string; name: string }[]).find((f) => f.name === 'cloud')! };
       const machine = (await h.post('/v1/machines', { fabricId: onPrem.id, name: 'web01', power: { manual: true } })).json;
       const recovery = await h.post('/v1/machines', { fabricId: cloud.json.id, name: 'web01', power: { subscriptionId, resourceGroup: 'rg-dr', vmName: 'web01' } });
       assert.equal(recovery.status, 201, recovery.text);
