@@ -71,7 +71,7 @@ export const CATALOGUE = {
   FABRIC_LOGIN_FAILED: entry<{ url: string; username: string; service?: string }>(
     400,
     (p) => `${p.service ?? 'vCenter'} ${p.url} refused the login of ${p.username}`,
-    'vsphere: check the user name (a domain account is written user@domain) and the password; azure: check config.tenantId, config.clientId and the clientSecret; then send the request again',
+    'check the account and its secret — vCenter: the user name (a domain account is written user@domain) and the password; Azure: config.tenantId, config.clientId and the clientSecret — then send the request again',
   ),
   FABRIC_TLS_UNTRUSTED: entry<{ url: string; message: string; service?: string }>(
     400,

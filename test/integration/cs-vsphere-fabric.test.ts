@@ -254,6 +254,6 @@ test('the CLI adds a vCenter from a password file, lists it, refreshes it and pr
     const refused = await cli(['fabric', 'add', 'vsphere', '--name', 'vc02', '--url', sim.url, '--username', sim.username, '--password-file', wrongFile, '--insecure'], env);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /error \[FABRIC_LOGIN_FAILED\]/);
-    assert.match(refused.stderr, /remedy: check the user name/);
+    assert.match(refused.stderr, /remedy: check the account and its secret — vCenter: the user name/);
   });
 });
