@@ -1,6 +1,7 @@
 import type { ControllerType, GuestFamily, ToolsRunningStatus, VirtualDiskInfo, VmInfo, VmPowerState } from './inventory.js';
 import type { ObjectProps } from './property-collector.js';
-import { boolOf, child, childrenNamed, moRefOf, numberOf, path, textOf, type MoRef, type XNode } from './xml.js';
+import { boolOf, child, childrenNamed, moRefOf, numberOf, textOf, type MoRef, type XNode } from './xml.js';
+import { decodeVirtualDisk } from './vm-devices.js';
 
 /** Decoding of VirtualMachine properties into VmInfo. */
 
@@ -47,23 +48,13 @@ function controllerType(devices: readonly XNode[], key: number | undefined): Con
 }
 
 function decodeDisk(device: XNode, devices: readonly XNode[]): VirtualDiskInfo {
-  const backing = child(device, 'backing');
-  const bytes = numberOf(child(device, 'capacityInBytes'));
-  const kb = numberOf(child(device, 'capacityInKB'));
-  const controllerKey = numberOf(child(device, 'controllerKey'));
+  const { backing, ...base } = decodeVirtualDisk(device);
   return {
-    key: numberOf(child(device, 'key')) ?? 0,
-    label: textOf(path(device, 'deviceInfo', 'label')) ?? '',
-    fileName: textOf(child(backing, 'fileName')) ?? '',
-    datastore: moRefOf(child(backing, 'datastore')),
-    capacityBytes: bytes ?? (kb ?? 0) * 1024,
-    uuid: textOf(child(backing, 'uuid')) || undefined,
-    controllerKey,
-    unitNumber: numberOf(child(device, 'unitNumber')),
+    ...base,
     backingType: backing?.xsiType ?? 'unknown',
     thinProvisioned: boolOf(child(backing, 'thinProvisioned')),
     diskMode: textOf(child(backing, 'diskMode')),
-    controllerType: controllerType(devices, controllerKey),
+    controllerType: controllerType(devices, base.controllerKey),
   };
 }
 

@@ -67,16 +67,21 @@ export interface DatastoreInfo {
   mounts: DatastoreMount[];
 }
 
-export interface VirtualDiskInfo {
+/** A VirtualDisk device as every reader sees it. */
+export interface DiskDevice {
   key: number;
   label: string;
   /** `[datastore] dir/name.vmdk` */
   fileName: string;
   datastore: MoRef | undefined;
   capacityBytes: number;
+  /** As vSphere shows it (`6000C29…`); undefined when the server reports none. */
   uuid: string | undefined;
   controllerKey: number | undefined;
   unitNumber: number | undefined;
+}
+
+export interface VirtualDiskInfo extends DiskDevice {
   /** The backing's type, e.g. `VirtualDiskFlatVer2BackingInfo`, `VirtualDiskRawDiskMappingVer1BackingInfo`. */
   backingType: string;
   thinProvisioned: boolean | undefined;

@@ -1,5 +1,6 @@
 import { BoomerangError } from '../../replication/errors.js';
 import { retrieveObjects } from './property-collector.js';
+import type { DiskDevice } from './inventory.js';
 import type { VsphereSession } from './session.js';
 import { boolOf, child, data, moRefOf, numberOf, path, ref, textOf, type DataObject, type MoRef, type XNode } from './xml.js';
 
@@ -36,17 +37,7 @@ export interface ScsiController {
   type: ScsiControllerType;
 }
 
-export interface VmDisk {
-  key: number;
-  label: string;
-  /** `[datastore] dir/name.vmdk` */
-  fileName: string;
-  datastore: MoRef | undefined;
-  capacityBytes: number;
-  /** As vSphere shows it (`6000C29…`); undefined when the server reports none. */
-  uuid: string | undefined;
-  controllerKey: number | undefined;
-  unitNumber: number | undefined;
+export interface VmDisk extends DiskDevice {
   /** The SCSI controller the disk is on, when it is on one. */
   controller: ScsiController | undefined;
   thinProvisioned: boolean;
@@ -62,6 +53,25 @@ export interface VmDevices {
 
 const slotKey = (controllerKey: number, unitNumber: number): string => `${controllerKey}:${unitNumber}`;
 
+/** What every reader of a VirtualDisk device needs, and its backing for the rest. */
+export function decodeVirtualDisk(device: XNode): DiskDevice & { backing: XNode | undefined } {
+  const backing = child(device, 'backing');
+  const bytes = numberOf(child(device, 'capacityInBytes'));
+  const kb = numberOf(child(device, 'capacityInKB'));
+  return {
+    key: numberOf(child(device, 'key')) ?? 0,
+    label: textOf(path(device, 'deviceInfo', 'label')) ?? '',
+    fileName: textOf(child(backing, 'fileName')) ?? '',
+    datastore: moRefOf(child(backing, 'datastore')),
+    // Older servers send only capacityInKB (and some a zero capacityInBytes).
+    capacityBytes: bytes !== undefined && bytes > 0 ? bytes : (kb ?? 0) * 1024,
+    uuid: textOf(child(backing, 'uuid')) || undefined,
+    controllerKey: numberOf(child(device, 'controllerKey')),
+    unitNumber: numberOf(child(device, 'unitNumber')),
+    backing,
+  };
+}
+
 /** Decodes an ArrayOfVirtualDevice (`config.hardware.device`). */
 export function decodeVmDevices(devices: XNode | undefined): VmDevices {
   const scsiControllers: ScsiController[] = [];
@@ -76,22 +86,12 @@ export function decodeVmDevices(devices: XNode | undefined): VmDevices {
   const disks = (devices?.children ?? [])
     .filter((d) => d.xsiType === 'VirtualDisk')
     .map((d): VmDisk => {
-      const backing = child(d, 'backing');
-      const bytes = numberOf(child(d, 'capacityInBytes'));
-      const kb = numberOf(child(d, 'capacityInKB'));
-      const controllerKey = numberOf(child(d, 'controllerKey'));
+      const base = decodeVirtualDisk(d);
       return {
-        key: numberOf(child(d, 'key')) ?? 0,
-        label: textOf(path(d, 'deviceInfo', 'label')) ?? '',
-        fileName: textOf(child(backing, 'fileName')) ?? '',
-        datastore: moRefOf(child(backing, 'datastore')),
-        capacityBytes: bytes !== undefined && bytes > 0 ? bytes : (kb ?? 0) * 1024,
-        uuid: textOf(child(backing, 'uuid')) || undefined,
-        controllerKey,
-        unitNumber: numberOf(child(d, 'unitNumber')),
-        controller: scsiControllers.find((c) => c.key === controllerKey),
-        thinProvisioned: boolOf(child(backing, 'thinProvisioned')) ?? false,
-        eagerlyScrub: boolOf(child(backing, 'eagerlyScrub')) ?? false,
+        ...base,
+        controller: scsiControllers.find((c) => c.key === base.controllerKey),
+        thinProvisioned: boolOf(child(base.backing, 'thinProvisioned')) ?? false,
+        eagerlyScrub: boolOf(child(base.backing, 'eagerlyScrub')) ?? false,
       };
     });
   return { disks, scsiControllers, usedSlots };
