@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { OPERATIONS } from '../cs/preflight/types.js';
 import { ConfigError } from '../replication/errors.js';
 import { action, addCsOptions, CONNECTION_HELP, EXIT, exitCodesHelp, operatorCommand, printJson, resolveItem, withApi, type CsFlags } from './cs-api.js';
@@ -17,18 +17,23 @@ export function checkCommand(): Command {
     operatorCommand('check')
       .description("run an operation's pre-flight checks for a protected item and report every result")
       .argument('<operation>', OPERATIONS.join(' | '))
-      .argument('<item>', 'item id or machine name'),
+      .argument('<item>', 'item id or machine name')
+      .addOption(new Option('--location <where>', 'reprotect: judge this location (alternate: a new machine)').choices(['original', 'alternate']))
+      .option('--machine-name <name>', 'reprotect to an alternate location on vSphere: the new VM’s name')
+      .option('--datastore <name>', 'reprotect to an alternate location on vSphere: the datastore of its disks'),
   )
     .addHelpText(
       'after',
       `${CONNECTION_HELP}\n${exitCodesHelp([0, 1, 2, 3], { 0: 'every blocking check passed', 1: 'the checks could not run (unknown item, API error, CS unreachable)', 3: 'a blocking check failed' })}`,
     )
     .action(
-      action(async (operation: string, ref: string, o: CsFlags) => {
+      action(async (operation: string, ref: string, o: CsFlags & { location?: string; machineName?: string; datastore?: string }) => {
         if (!(OPERATIONS as readonly string[]).includes(operation)) throw new ConfigError('USAGE', `operation must be one of ${OPERATIONS.join(', ')}`);
         return withApi(o, async (api) => {
           const item = await resolveItem(api, ref);
-          const report = await api.get<Report>(`/v1/items/${encodeURIComponent(item.id)}/preflight/${operation}?lang=${o.lang}`);
+          const query = new URLSearchParams({ lang: o.lang });
+          for (const key of ['location', 'machineName', 'datastore'] as const) if (o[key] !== undefined) query.set(key, o[key]);
+          const report = await api.get<Report>(`/v1/items/${encodeURIComponent(item.id)}/preflight/${operation}?${query}`);
           if (o.output === 'json') printJson(report);
           else {
             for (const r of report.results) {

@@ -129,9 +129,9 @@ class Site {
     for (const id of Object.values(this.fabrics).slice(0, 2)) assert.equal((await this.h.post(`/v1/fabrics/${id}/refresh`)).status, 200);
   }
 
-  async check(operation: 'reprotect' | 'failback', item: string): Promise<{ code: number | null; results: Result[] }> {
+  async check(operation: 'reprotect' | 'failback', item: string, flags: readonly string[] = []): Promise<{ code: number | null; results: Result[] }> {
     const env = { BOOMERANG_CS: this.h.cs.url, BOOMERANG_CA: this.h.cs.paths.ca, BOOMERANG_TOKEN_FILE: this.h.cs.paths.adminToken };
-    const run = await runCli(['check', operation, item, '-o', 'json'], env);
+    const run = await runCli(['check', operation, item, '-o', 'json', ...flags], env);
     assert.ok(run.code === 0 || run.code === 3, run.stderr);
     return { code: run.code, results: (JSON.parse(run.stdout) as { results: Result[] }).results };
   }
@@ -244,6 +244,12 @@ test('each VMware prerequisite is read from vCenter and reported by boomerang ch
     assert.equal(refused.status, 422, refused.text);
     const taken = (refused.json.problems as { id: string; code?: number; remedy: string }[]).find((p) => p.id === 'vm-name-taken');
     assert.deepEqual([taken?.code, /Rename or remove/.test(taken?.remedy ?? '')], [78052, true]);
+    report = await site.check('reprotect', web, ['--location', 'alternate', '--machine-name', 'DC0_H0_VM1']);
+    const named = one(report.results, 'vm-name-taken');
+    assert.deepEqual([named.passed, named.code], [false, 78052]);
+    assert.match(named.message, /DC0_H0_VM1.*DC0_H0/);
+    report = await site.check('reprotect', web, ['--location', 'alternate']);
+    assert.equal(one(report.results, 'vm-name-taken').passed, true, 'web01-recovered is free');
     report = await site.check('reprotect', web);
     assert.equal(one(report.results, 'vm-name-taken').passed, true, 'without --location alternate there is no new VM to name');
 

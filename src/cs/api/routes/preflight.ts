@@ -26,7 +26,7 @@ const ReportView = Type.Object({
 
 /** `boomerang check <operation> <item>`: an operation's pre-flight checks, run alone. */
 export const preflightRoutes: FastifyPluginAsync<{ ctx: CsContext }> = async (app, { ctx }) => {
-  app.get<{ Params: { id: string; operation: Operation }; Querystring: { lang?: 'en' | 'ja' } }>(
+  app.get<{ Params: { id: string; operation: Operation }; Querystring: { lang?: 'en' | 'ja'; location?: 'original' | 'alternate'; machineName?: string; datastore?: string } }>(
     '/v1/items/:id/preflight/:operation',
     {
       schema: {
@@ -35,13 +35,22 @@ export const preflightRoutes: FastifyPluginAsync<{ ctx: CsContext }> = async (ap
         operationId: 'preflight',
         security: OPERATOR,
         params: Type.Object({ id: Uuid, operation: Type.Union(OPERATIONS.map((o) => Type.Literal(o))) }, { additionalProperties: false }),
-        querystring: Type.Object({ lang: Type.Optional(Type.Union([Type.Literal('en'), Type.Literal('ja')])) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          {
+            lang: Type.Optional(Type.Union([Type.Literal('en'), Type.Literal('ja')])),
+            location: Type.Optional(Type.Union([Type.Literal('original'), Type.Literal('alternate')], { description: 'reprotect: judge the location the operation would be asked for' })),
+            machineName: Type.Optional(Type.String({ minLength: 1, maxLength: 80, description: 'reprotect to an alternate location: the new machine’s name' })),
+            datastore: Type.Optional(Type.String({ minLength: 1, maxLength: 80, description: 'reprotect to an alternate location: the datastore of its disks' })),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: ReportView, ...errors(400, 401, 404) },
       },
     },
     async (req) => {
       const lang = req.query.lang ?? parseAcceptLanguage(req.headers['accept-language']);
-      return runPreflight(req.params.operation, await gatherFacts(ctx, req.params.id, req.params.operation), { lang });
+      const { lang: _lang, ...request } = req.query;
+      return runPreflight(req.params.operation, await gatherFacts(ctx, req.params.id, req.params.operation, request), { lang });
     },
   );
 };
