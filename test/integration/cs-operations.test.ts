@@ -24,13 +24,13 @@ const recordingFabric = (): Fabric => ({
 });
 
 
-async function setup(h: CsHarness, o: { power?: object; retentionFs?: string } = {}) {
+async function setup(h: CsHarness, o: { power?: object; retentionFs?: string; policy?: object } = {}) {
   const power = o.power;
   const a = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-a' })).json;
   const b = (await h.post('/v1/fabrics', { kind: 'physical', name: 'site-b' })).json;
   const machine = (await h.post('/v1/machines', { fabricId: a.id, name: 'web01', ...(power ? { power } : {}) })).json;
   const recovery = (await h.post('/v1/machines', { fabricId: b.id, name: 'web01', ...(power ? { power } : {}) })).json;
-  const policy = (await h.post('/v1/policies', { name: 'gold' })).json;
+  const policy = (await h.post('/v1/policies', { name: 'gold', ...o.policy })).json;
   const agent = await h.register('agent', 'web01.site-a');
   const psA = await h.register('ps', 'ps-a');
   const mtB = await h.register('mt', 'mt-b');
@@ -232,5 +232,15 @@ test('enable runs its pre-flight checks on the new item: a FAT retention volume 
     assert.match(job.error?.message ?? '', /retention-volume-fat/);
     assert.equal(job.tasks.find((t) => t.name === 'attach-replicas')?.state, 'skipped');
     assert.equal((await h.get(`/v1/items/${s.itemId}`)).json.state, 'ProtectionDisabled');
+  });
+});
+
+test('a policy that asks for blob snapshots has the MT keep each point of the replica as one', async () => {
+  await withCs({ jobKinds: (s) => lifecycleJobKinds(s, recordingFabric), lifecyclePollMs: 20, heartbeatIntervalSeconds: 3600 }, async (h) => {
+    const s = await setup(h, { policy: { blobSnapshots: true, failback: { blobSnapshots: false } } });
+    const attach = await h.nextCommand(s.mtB.token, 'attachDisk');
+    assert.equal(attach.params.blobSnapshots, true);
+    const policies = (await h.get('/v1/policies')).json as { name: string; blobSnapshots: boolean }[];
+    assert.deepEqual(policies.map((p) => [p.name, p.blobSnapshots]), [['gold', true], ['gold-failback', false]]);
   });
 });

@@ -7,18 +7,19 @@ const invalidAt = (field: string) => (err: unknown) => err instanceof CsError &&
 
 test('a forward policy brings its failback policy with the same settings unless overridden', () => {
   const pair = policyPair('gold', { rpoThresholdSeconds: 300 }, { retentionHours: 72 });
-  assert.deepEqual(pair.forward, { name: 'gold', settings: { rpoThresholdSeconds: 300, retentionHours: 24, appConsistentMinutes: 60, crashConsistentMinutes: 5 } });
-  assert.deepEqual(pair.failback, { name: 'gold-failback', settings: { rpoThresholdSeconds: 300, retentionHours: 72, appConsistentMinutes: 60, crashConsistentMinutes: 5 } });
+  assert.deepEqual(pair.forward, { name: 'gold', settings: { rpoThresholdSeconds: 300, retentionHours: 24, appConsistentMinutes: 60, crashConsistentMinutes: 5, blobSnapshots: false } });
+  assert.deepEqual(pair.failback, { name: 'gold-failback', settings: { rpoThresholdSeconds: 300, retentionHours: 72, appConsistentMinutes: 60, crashConsistentMinutes: 5, blobSnapshots: false } });
 });
 
 test('defaults are inside the limits and valid together', () => {
   const d = withDefaults({});
   for (const [field, limit] of Object.entries(POLICY_LIMITS)) assert.equal(d[field as keyof typeof d], limit.default);
   assert.deepEqual(policyProblems(d), []);
+  assert.equal(d.blobSnapshots, false, 'blob snapshots only when asked for');
 });
 
 test('ranges and whole numbers are checked, every problem reported', () => {
-  const problems = policyProblems({ rpoThresholdSeconds: 10, retentionHours: 0.5, appConsistentMinutes: -1, crashConsistentMinutes: 61 });
+  const problems = policyProblems({ rpoThresholdSeconds: 10, retentionHours: 0.5, appConsistentMinutes: -1, crashConsistentMinutes: 61, blobSnapshots: false });
   assert.deepEqual(
     problems.map((p) => p.field),
     ['rpoThresholdSeconds', 'retentionHours', 'appConsistentMinutes', 'crashConsistentMinutes'],

@@ -246,10 +246,18 @@ const fabricInventory: Migration = {
   },
 };
 
+/** Policies may ask page-blob replicas to keep recovery points as blob snapshots too. */
+const policyBlobSnapshots: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('policies').addColumn('blob_snapshots', 'integer', (c) => c.notNull().defaultTo(0).check(sql`blob_snapshots in (0, 1)`)).execute();
+  },
+};
+
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
   '0002_lifecycle': lifecycle,
   '0003_fabric_inventory': fabricInventory,
+  '0004_policy_blob_snapshots': policyBlobSnapshots,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -118,6 +118,8 @@ export interface PoliciesTable {
   retention_h: number;
   app_consistent_min: number;
   crash_consistent_min: number;
+  /** 1: page-blob replicas keep recovery points as blob snapshots too. */
+  blob_snapshots: number;
   created_at: string;
   updated_at: string;
 }

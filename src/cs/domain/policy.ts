@@ -15,7 +15,12 @@ export interface PolicySettings {
   appConsistentMinutes: number;
   /** Period of crash-consistent bookmarks. */
   crashConsistentMinutes: number;
+  /** Page-blob replicas (Azure) also keep each recovery point as a blob snapshot: a restore is a server-side copy. */
+  blobSnapshots: boolean;
 }
+
+/** The settings that are whole numbers within limits. */
+export type NumericPolicySetting = Exclude<keyof PolicySettings, 'blobSnapshots'>;
 
 interface Limit {
   readonly min: number;
@@ -23,14 +28,14 @@ interface Limit {
   readonly default: number;
 }
 
-export const POLICY_LIMITS: Readonly<Record<keyof PolicySettings, Limit>> = Object.freeze({
+export const POLICY_LIMITS: Readonly<Record<NumericPolicySetting, Limit>> = Object.freeze({
   rpoThresholdSeconds: { min: 60, max: 86_400, default: 900 },
   retentionHours: { min: 1, max: 720, default: 24 },
   appConsistentMinutes: { min: 0, max: 720, default: 60 },
   crashConsistentMinutes: { min: 1, max: 60, default: 5 },
 });
 
-const FIELDS = Object.keys(POLICY_LIMITS) as (keyof PolicySettings)[];
+const FIELDS = Object.keys(POLICY_LIMITS) as NumericPolicySetting[];
 
 /** Leaves room for the failback suffix inside the 64 characters a name may have. */
 export const POLICY_NAME_MAX = 55;
@@ -71,7 +76,7 @@ export function validPolicy(s: PolicySettings, prefix = ''): PolicySettings {
 }
 
 export function withDefaults(partial: Partial<PolicySettings>): PolicySettings {
-  const out = {} as PolicySettings;
+  const out = { blobSnapshots: partial.blobSnapshots ?? false } as PolicySettings;
   for (const field of FIELDS) out[field] = partial[field] ?? POLICY_LIMITS[field].default;
   return out;
 }

@@ -5,12 +5,12 @@ import { isoAt } from '../clock.js';
 import type { CsContext } from '../context.js';
 import type { Database, PolicyRow } from '../db/schema.js';
 import { Name, Timestamp, Uuid } from '../domain/names.js';
-import { patchPolicy, POLICY_LIMITS, POLICY_NAME_MAX, policyPair, type PolicyDraft, type PolicySettings } from '../domain/policy.js';
+import { patchPolicy, POLICY_LIMITS, POLICY_NAME_MAX, policyPair, type NumericPolicySetting, type PolicyDraft, type PolicySettings } from '../domain/policy.js';
 import { csError } from '../errors.js';
 
 /** Policy pairs: one request creates the forward policy and its failback policy. */
 
-function setting(field: keyof PolicySettings, description: string) {
+function setting(field: NumericPolicySetting, description: string) {
   const l = POLICY_LIMITS[field];
   return Type.Integer({ minimum: l.min, maximum: l.max, description: `${description} (default ${l.default})` });
 }
@@ -20,6 +20,7 @@ const Settings = {
   retentionHours: setting('retentionHours', 'how far back recovery points are kept, in hours'),
   appConsistentMinutes: setting('appConsistentMinutes', 'period of application-consistent points in minutes, 0 for none'),
   crashConsistentMinutes: setting('crashConsistentMinutes', 'period of crash-consistent points, in minutes'),
+  blobSnapshots: Type.Boolean({ description: 'page-blob replicas (Azure) also keep each recovery point as a blob snapshot (default false)' }),
 };
 
 function optionalSettings() {
@@ -28,6 +29,7 @@ function optionalSettings() {
     retentionHours: Type.Optional(Settings.retentionHours),
     appConsistentMinutes: Type.Optional(Settings.appConsistentMinutes),
     crashConsistentMinutes: Type.Optional(Settings.crashConsistentMinutes),
+    blobSnapshots: Type.Optional(Settings.blobSnapshots),
   };
 }
 
@@ -60,11 +62,11 @@ export type PolicyView = Static<typeof PolicyView>;
 export const PolicyPairView = Type.Object({ forward: PolicyView, failback: PolicyView });
 
 export function settingsOf(r: PolicyRow): PolicySettings {
-  return { rpoThresholdSeconds: r.rpo_threshold_s, retentionHours: r.retention_h, appConsistentMinutes: r.app_consistent_min, crashConsistentMinutes: r.crash_consistent_min };
+  return { rpoThresholdSeconds: r.rpo_threshold_s, retentionHours: r.retention_h, appConsistentMinutes: r.app_consistent_min, crashConsistentMinutes: r.crash_consistent_min, blobSnapshots: r.blob_snapshots === 1 };
 }
 
 function columns(s: PolicySettings) {
-  return { rpo_threshold_s: s.rpoThresholdSeconds, retention_h: s.retentionHours, app_consistent_min: s.appConsistentMinutes, crash_consistent_min: s.crashConsistentMinutes };
+  return { rpo_threshold_s: s.rpoThresholdSeconds, retention_h: s.retentionHours, app_consistent_min: s.appConsistentMinutes, crash_consistent_min: s.crashConsistentMinutes, blob_snapshots: s.blobSnapshots ? 1 : 0 };
 }
 
 function view(r: PolicyRow): PolicyView {

@@ -125,8 +125,11 @@ export function attachReplicas<P extends { itemId: string }>(deps: LifecycleDeps
       const lent = await lendTargetDisks(deps, ctx, roles, disks, 'lend');
       if (lent) await ctx.saveDetails({ lent: { ...lent } });
       const adopted = perDisk<boolean>(ctx, 'adopted');
+      // The direction's policy may ask page-blob replicas to keep points as blob snapshots too.
+      const policyId = roles.direction === 'forward' ? item.forward_policy_id : item.failback_policy_id;
+      const policy = await ctx.db.selectFrom('policies').select('blob_snapshots').where('id', '=', policyId).executeTakeFirst();
       for (const [i, d] of disks.entries()) {
-        const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes) };
+        const params: JsonObject = { diskId: d.disk_id, target: roles.replicaPath(d), sizeBytes: Number(d.size_bytes), ...(policy?.blob_snapshots === 1 ? { blobSnapshots: true } : {}) };
         if (adopt(ctx.params)) params.adopt = roles.targetPath(d);
         const r = await command(deps, ctx, mt, 'attachDisk', params, d.disk_id);
         adopted[d.disk_id] = adopted[d.disk_id] === true || r.adopted === true;
