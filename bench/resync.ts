@@ -15,7 +15,8 @@
  * empty sparse target, against `cp --sparse=always` of the same file (a local copy, no network).
  * Every target is verified byte for byte (sha256 of the whole file).
  *
- * BENCH_REGION_KIB and BENCH_HASH (gmac-aes128 | sha256) override the engine's defaults;
+ * BENCH_REGION_KIB, BENCH_SUB_REGION_KIB (comma-separated, largest first; empty for none) and
+ * BENCH_HASH (gmac-aes128 | sha256) override the engine's defaults;
  * BENCH_DIR chooses where the images go (default: the OS temp dir; needs about 4 × the disk).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -33,7 +34,7 @@ import { changeRandomBlocks, coldCache, writeSeededImage } from '../src/lab/imag
 import { FileDisk } from '../src/replication/disk.js';
 import { runResync, RESYNC_DEFAULTS, type ResyncResult } from '../src/replication/resync/engine.js';
 import { isHashSuite, type HashSuite } from '../src/replication/resync/hashing.js';
-import { DEFAULT_LAYOUT, type ResyncLayout } from '../src/replication/resync/layout.js';
+import { resolveLayout, type ResyncLayout } from '../src/replication/resync/layout.js';
 import { StandaloneSink } from '../src/replication/resync/standalone-sink.js';
 import { RemoteTarget } from '../src/replication/resync/target-client.js';
 import { createResyncTargetServer } from '../src/replication/resync/target-service.js';
@@ -213,7 +214,11 @@ async function main(): Promise<void> {
   const zeroPercent = Number(process.env.BENCH_ZERO_PERCENT ?? 0);
   const hash = process.env.BENCH_HASH ?? RESYNC_DEFAULTS.hash;
   if (!isHashSuite(hash)) throw new Error(`BENCH_HASH must be gmac-aes128 or sha256, not ${hash}`);
-  const layout: ResyncLayout = { ...DEFAULT_LAYOUT, ...(process.env.BENCH_REGION_KIB ? { regionBytes: Number(process.env.BENCH_REGION_KIB) * 1024 } : {}) };
+  const sub = process.env.BENCH_SUB_REGION_KIB;
+  const layout: ResyncLayout = resolveLayout({
+    ...(process.env.BENCH_REGION_KIB ? { regionBytes: Number(process.env.BENCH_REGION_KIB) * 1024 } : {}),
+    ...(sub !== undefined ? { subRegionBytes: sub === '' ? [] : sub.split(',').map((k) => Number(k) * 1024) } : {}),
+  });
   const loadBefore = loadavg();
   const dir = await mkdtemp(join(process.env.BENCH_DIR ?? tmpdir(), 'boomerang-bench-resync-'));
   let daemon: Awaited<ReturnType<typeof startRsyncDaemon>> | undefined;
@@ -232,6 +237,7 @@ async function main(): Promise<void> {
       await copyFile(pristine, source);
       const changed = await changeRandomBlocks(source, diskBytes, percent, SEED + percent, BLOCK);
       await copyFile(pristine, target);
+      const load1 = round(loadavg()[0]!, 2); // other jobs on the same cores slow both tools
       const ours = await boomerang(source, target, settings, cache);
       await copyFile(pristine, daemon.moduleTarget);
       const theirs = await rsync(source, daemon, cache);
@@ -239,6 +245,7 @@ async function main(): Promise<void> {
       runs.push({
         changedPercent: percent,
         cache,
+        loadAverage1mBefore: load1,
         changedBlocks: changed.blocks,
         bytesChanged: changed.bytes,
         boomerang: ours,

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { BookmarkKind, Bookmark } from '../replication/batch.js';
-import { FileDisk } from '../replication/disk.js';
+import type { BlockDevice } from '../replication/disk.js';
+import { DiskStore } from '../replication/disk-store.js';
 import { BoomerangError, errorMessage } from '../replication/errors.js';
 import { newLineage, type LineageId } from '../replication/position.js';
 import type { Endpoint, TlsMaterial } from '../replication/transport.js';
@@ -20,8 +21,9 @@ import { readDiskState, writeDiskState } from './state.js';
 
 export interface AgentDiskConfig {
   id: string;
+  /** The backing disk: a file path, or a page blob `azblob://<account>/<container>/<blob>` (disk-location.ts). */
   path: string;
-  /** Create the backing file (sparse) with this size if it does not exist. */
+  /** Create the backing disk (sparse) with this size if it does not exist. */
   sizeBytes?: number;
   /**
    * Replicate this disk. An unprotected disk is still served over NBD, in passthrough (writes go
@@ -63,6 +65,8 @@ export interface AgentOptions {
   bookmarkIntervalMs?: number;
   /** Delta resync (disks protected with a resync target): checkpoints, window, connect timeout. */
   resync?: DeltaResyncTuning;
+  /** Where disk paths lead: the storage accounts page-blob disks may name. @default local files only */
+  diskStore?: DiskStore;
 }
 
 export const AGENT_DEFAULTS = Object.freeze({
@@ -76,7 +80,7 @@ export const AGENT_DEFAULTS = Object.freeze({
 
 interface DiskRuntime {
   capture: DiskCapture;
-  backing: FileDisk;
+  backing: BlockDevice;
   dirty: DirtyMap;
   statePath: string;
   /** How this run began: continuing a lineage after a clean stop, resyncing, or in passthrough. */
@@ -162,7 +166,9 @@ export class Agent {
 
   private async openDisk(d: AgentDiskConfig): Promise<void> {
     const o = this.o;
-    const backing = await FileDisk.open(d.path, d.sizeBytes === undefined ? {} : { size: d.sizeBytes, create: true });
+    const store = o.diskStore ?? DiskStore.local();
+    // The agent owns its disk: a page-blob lease its crashed predecessor left is taken over.
+    const backing = await store.open(store.locate(d.path), { ...(d.sizeBytes === undefined ? {} : { size: d.sizeBytes, create: true }), takeOver: true });
     const { map: dirty, existed } = await DirtyMap.open(join(o.stateDir, `${d.id}.dirty`), backing.size, o.regionBytes ?? AGENT_DEFAULTS.regionBytes);
     const statePath = join(o.stateDir, `${d.id}.state`);
     const state = await readDiskState(statePath);

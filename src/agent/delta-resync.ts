@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FileDisk } from '../replication/disk.js';
+import type { BlockDevice } from '../replication/disk.js';
 import { BoomerangError, errorCode, errorMessage, ProtocolError } from '../replication/errors.js';
 import { RESYNC_DEFAULTS, runResync, type ResyncProgress, type TargetHashClient } from '../replication/resync/engine.js';
 import { newHashKey } from '../replication/resync/hashing.js';
-import { DEFAULT_LAYOUT } from '../replication/resync/layout.js';
+import { resolveLayout, type ResyncLayout } from '../replication/resync/layout.js';
 import { ResyncError } from '../replication/resync/errors.js';
-import type { ResyncLayout } from '../replication/resync/layout.js';
 import type { ResyncExtent, ResyncSink } from '../replication/resync/sink.js';
 import { RemoteTarget } from '../replication/resync/target-client.js';
 import type { Endpoint, TlsMaterial } from '../replication/transport.js';
@@ -46,7 +45,8 @@ export const DELTA_DEFAULTS = Object.freeze({ connectTimeoutMs: 60_000 });
 export interface DeltaPassOptions {
   diskId: string;
   capture: DiskCapture;
-  backing: FileDisk;
+  /** The source disk (a file or a page blob), read through the BlockDevice interface. */
+  backing: BlockDevice;
   dirty: DirtyMap;
   target: Endpoint;
   material: TlsMaterial;
@@ -251,6 +251,7 @@ export async function deltaResyncPass(o: DeltaPassOptions): Promise<DeltaPassRes
             return reply;
           },
           compare: (request) => remote.compare(request),
+          refine: (request) => remote.refine(request),
         };
         const result = await runResync({
           diskId: o.diskId,
@@ -285,7 +286,7 @@ export async function deltaResyncPass(o: DeltaPassOptions): Promise<DeltaPassRes
         o.log('info', 'delta resync compared the disk', { disk: o.diskId, lineage: finished.lineage, bytesChanged: stats.changed.bytes, bytesCopied: stats.bytesCopied, compare: remote.bytes });
       } else {
         // A new session only to hear that the end of the resync is applied.
-        await remote.open({ diskId: o.diskId, sourceSize: size, layout: { ...DEFAULT_LAYOUT, ...tuning.layout }, hash: RESYNC_DEFAULTS.hash, key: newHashKey(RESYNC_DEFAULTS.hash), allowLargerTarget: false, fence: fence() });
+        await remote.open({ diskId: o.diskId, sourceSize: size, layout: resolveLayout(tuning.layout), hash: RESYNC_DEFAULTS.hash, key: newHashKey(RESYNC_DEFAULTS.hash), allowLargerTarget: false, fence: fence() });
       }
       await abortable(remote.waitApplied(finished.lineage, finished.lastSeq), signal);
       if (capture.lineage !== finished.lineage) return 'aborted';

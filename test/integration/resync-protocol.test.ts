@@ -6,7 +6,7 @@ import { FileDisk } from '../../src/replication/disk.js';
 import { ProtocolError, RemoteError } from '../../src/replication/errors.js';
 import { runResync } from '../../src/replication/resync/engine.js';
 import { newHashKey } from '../../src/replication/resync/hashing.js';
-import { encodeOpen, encodeWrite, ResyncFrame } from '../../src/replication/resync/messages.js';
+import { encodeOpen, encodeRefine, encodeWrite, ResyncFrame } from '../../src/replication/resync/messages.js';
 import type { ResyncExtent } from '../../src/replication/resync/sink.js';
 import { RemoteTarget } from '../../src/replication/resync/target-client.js';
 import { connectData, createDataServer, FrameType, parseJson, writeFrame, type Endpoint, type Frame } from '../../src/replication/transport.js';
@@ -16,6 +16,10 @@ import { MiB, startTarget, tlsMaterial, TOKEN, withTempDir, writeImage } from '.
 
 const SIZE = 2 * MiB;
 const OPEN = { diskId: 'disk-0', sourceSize: SIZE, layout: { blockBytes: 4096, regionBytes: 32768, batchBytes: 1048576 }, hash: 'gmac-aes128' as const, key: newHashKey('gmac-aes128'), allowLargerTarget: false };
+
+/** The same with 8 KiB sub-regions, and a refine of the first batch that no compare preceded. */
+const OPEN_REFINED = { ...OPEN, layout: { ...OPEN.layout, subRegionBytes: [8192] } };
+const STRAY_REFINE = encodeRefine({ id: 1, offset: 0, length: 1048576, level: 1, expand: Uint8Array.from({ length: 16 }, (_, i) => (i === 0 ? 1 : 0)), sourceZero: new Uint8Array(16) });
 
 async function raw(endpoint: Endpoint) {
   return connectData(endpoint, await tlsMaterial(), { role: 'agent', name: 'raw', token: TOKEN });
@@ -48,6 +52,8 @@ test('the target refuses what is out of order, malformed or out of range, and ap
         { name: 'a write beyond the disk', frames: [[ResyncFrame.open, encodeOpen(OPEN)], [ResyncFrame.write, encodeWrite(SIZE, Buffer.alloc(4096, 1))]], code: 'RESYNC_OUT_OF_RANGE' },
         { name: 'a misaligned write, then a valid one', frames: [[ResyncFrame.open, encodeOpen(OPEN)], [ResyncFrame.write, encodeWrite(100, Buffer.alloc(4096, 1))], [ResyncFrame.write, encodeWrite(0, Buffer.alloc(4096, 1))]], code: 'RESYNC_BAD_MESSAGE' },
         { name: 'a truncated compare', frames: [[ResyncFrame.open, encodeOpen(OPEN)], [ResyncFrame.compare, Buffer.alloc(20)]], code: 'RESYNC_BAD_MESSAGE' },
+        { name: 'a refine that no diff called for', frames: [[ResyncFrame.open, encodeOpen(OPEN_REFINED)], [ResyncFrame.refine, STRAY_REFINE]], code: 'RESYNC_UNEXPECTED' },
+        { name: 'a refine in a session without sub-regions', frames: [[ResyncFrame.open, encodeOpen(OPEN)], [ResyncFrame.refine, STRAY_REFINE]], code: 'RESYNC_BAD_MESSAGE' },
         { name: 'an unknown frame type', frames: [[ResyncFrame.open, encodeOpen(OPEN)], [200, Buffer.alloc(4)]], code: 'RESYNC_UNEXPECTED' },
       ];
       for (const c of cases) {

@@ -1,12 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Prng } from '../../src/lab/prng.js';
-import { answerCompare, differingExtents } from '../../src/replication/resync/compare.js';
+import { answerCompare, answerRefine, SourceBatch } from '../../src/replication/resync/compare.js';
 import { createDigester, newHashKey, summariseRegions } from '../../src/replication/resync/hashing.js';
-import { checkLayout, type ResyncLayout } from '../../src/replication/resync/layout.js';
-import { decodeCompare, decodeDiff, encodeCompare, encodeDiff } from '../../src/replication/resync/messages.js';
+import { checkLayout, resolveLayout, type ResyncLayout } from '../../src/replication/resync/layout.js';
+import { decodeCompare, decodeDiff, decodeRefine, decodeRefined, encodeCompare, encodeDiff, encodeRefine, encodeRefined } from '../../src/replication/resync/messages.js';
 
-const LAYOUT: ResyncLayout = checkLayout({ blockBytes: 4096, regionBytes: 16 * 1024, batchBytes: 128 * 1024 });
+/** Regions refined straight to blocks, and through one sub-region level: the same answers. */
+const LAYOUTS: ResyncLayout[] = [
+  checkLayout({ blockBytes: 4096, regionBytes: 16 * 1024, batchBytes: 128 * 1024 }),
+  checkLayout({ blockBytes: 4096, regionBytes: 16 * 1024, subRegionBytes: [8 * 1024], batchBytes: 128 * 1024 }),
+];
+const LAYOUT = LAYOUTS[0]!;
 
 function random(bytes: number, seed: number): Buffer {
   return new Prng(seed).fill(Buffer.allocUnsafe(bytes));
@@ -14,21 +19,35 @@ function random(bytes: number, seed: number): Buffer {
 
 /**
  * One batch through both sides and the wire format: the source's summary, the target's diff, the
- * source's extents. Applies the extents to the target and returns them.
+ * refines it calls for, the source's extents. Applies the extents to the target and returns them
+ * (the same for every layout, which is checked) with the number of refines.
  */
-function roundTrip(source: Buffer, target: Buffer, layout = LAYOUT) {
-  const digester = createDigester('gmac-aes128', newHashKey('gmac-aes128'));
-  const span = { end: source.length, layout };
-  const s = summariseRegions(source, layout.regionBytes, digester);
-  const sent = decodeCompare(Buffer.concat(encodeCompare({ id: 7, offset: 0, length: source.length, regionZero: s.zero, digests: s.digests })), span);
-  const reply = decodeDiff(Buffer.concat(encodeDiff(answerCompare(sent, target, layout, digester))), sent, layout);
-  const d = differingExtents(source, sent, reply, layout, digester);
-  for (const e of d.extents) {
-    if (e.data) e.data.copy(target, e.offset);
-    else target.fill(0, e.offset, e.offset + e.length);
-  }
-  assert.deepEqual(target, source);
-  return d;
+function roundTrip(source: Buffer, target: Buffer, layouts = LAYOUTS) {
+  const results = layouts.map((layout) => {
+    const t = Buffer.from(target);
+    const digester = createDigester('gmac-aes128', newHashKey('gmac-aes128'));
+    const span = { end: source.length, layout };
+    const s = summariseRegions(source, layout.regionBytes, digester);
+    const sent = decodeCompare(Buffer.concat(encodeCompare({ id: 7, offset: 0, length: source.length, regionZero: s.zero, digests: s.digests })), span);
+    const batch = new SourceBatch(source, sent, layout, digester);
+    let next = batch.onDiff(decodeDiff(Buffer.concat(encodeDiff(answerCompare(sent, t, layout, digester))), sent, layout));
+    let refines = 0;
+    for (; next && refines < 10; refines++) {
+      const req = decodeRefine(Buffer.concat(encodeRefine(next)), span);
+      next = batch.onRefined(req, decodeRefined(Buffer.concat(encodeRefined(answerRefine(req, t, layout, digester))), req, layout));
+    }
+    assert.equal(next, undefined, 'the refinement ends');
+    const d = batch.result();
+    for (const e of d.extents) {
+      if (e.data) e.data.copy(t, e.offset);
+      else t.fill(0, e.offset, e.offset + e.length);
+    }
+    assert.deepEqual(t, source);
+    return { ...d, refines };
+  });
+  for (const r of results.slice(1)) assert.deepEqual({ ...r, refines: 0 }, { ...results[0]!, refines: 0 });
+  target.set(source);
+  return results[0]!;
 }
 
 test('equal batches produce nothing; changed blocks are found exactly and adjacent ones merged', () => {
@@ -83,4 +102,24 @@ test('a short batch at the end of a disk: short last region and short last block
   target[0]! ^= 1;
   const d = roundTrip(source, target);
   assert.deepEqual(d.extents.map((e) => [e.offset, e.length]), [[0, 4096], [length - 512, 512]]);
+});
+
+test('the default layout (64 KiB regions, 16 KiB sub-regions) finds exactly the blocks that differ, with one refine', () => {
+  const layout = resolveLayout({ batchBytes: 2 * 1024 * 1024 });
+  assert.deepEqual(layout.subRegionBytes, [16384]);
+  const source = random(layout.batchBytes, 7);
+  const target = Buffer.from(source);
+  const prng = new Prng(8);
+  const changed = new Set<number>();
+  for (let i = 0; i < 20; i++) changed.add(Math.floor(prng.next() * 512));
+  for (const b of changed) target[b * 4096 + 7]! ^= 0x5a;
+  target.fill(0, 100 * 4096, 101 * 4096); // a block of data zero on the target only
+  changed.add(100);
+  source.fill(0, 300 * 4096, 302 * 4096); // two blocks zero on the source only
+  changed.add(300).add(301);
+  const d = roundTrip(source, target, [layout]);
+  assert.equal(d.refines, 1);
+  assert.equal(d.blocksDifferent, changed.size);
+  const blocks = d.extents.flatMap((e) => Array.from({ length: e.length / 4096 }, (_, i) => e.offset / 4096 + i));
+  assert.deepEqual(blocks, [...changed].sort((a, b) => a - b));
 });

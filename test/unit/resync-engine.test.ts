@@ -4,7 +4,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { Prng } from '../../src/lab/prng.js';
 import type { BlockDevice } from '../../src/replication/disk.js';
 import { BoomerangError } from '../../src/replication/errors.js';
-import { answerCompare } from '../../src/replication/resync/compare.js';
+import { answerCompare, answerRefine } from '../../src/replication/resync/compare.js';
 import { runResync, type ResyncCursor, type ResyncOptions, type TargetHashClient } from '../../src/replication/resync/engine.js';
 import { ResyncError } from '../../src/replication/resync/errors.js';
 import { createDigester, type Digester } from '../../src/replication/resync/hashing.js';
@@ -14,6 +14,8 @@ import type { ResyncExtent, ResyncSink } from '../../src/replication/resync/sink
 /** The engine alone, against a target and a sink in memory: pipeline, cursor, resume, abort. */
 
 const LAYOUT: Partial<ResyncLayout> = { blockBytes: 4096, regionBytes: 16384, batchBytes: 65536 };
+/** The same with a sub-region level: one refine round trip per batch that differs. */
+const LAYOUT_REFINED: Partial<ResyncLayout> = { ...LAYOUT, subRegionBytes: [8192] };
 
 class MemoryDisk implements BlockDevice {
   constructor(readonly bytes: Buffer) {}
@@ -38,7 +40,7 @@ class MemoryDisk implements BlockDevice {
 }
 
 /** Answers compares from a buffer, asynchronously, like a remote target would. */
-function memoryTarget(target: Buffer, seen: { compares: number[] } = { compares: [] }): TargetHashClient {
+function memoryTarget(target: Buffer, seen: { compares: number[]; refines?: number } = { compares: [] }): TargetHashClient {
   let digester: Digester | undefined;
   let layout: ResyncLayout | undefined;
   return {
@@ -51,6 +53,11 @@ function memoryTarget(target: Buffer, seen: { compares: number[] } = { compares:
       seen.compares.push(req.offset);
       await turn();
       return answerCompare(req, target.subarray(req.offset, req.offset + req.length), layout!, digester!);
+    },
+    async refine(req) {
+      seen.refines = (seen.refines ?? 0) + 1;
+      await turn();
+      return answerRefine(req, target.subarray(req.offset, req.offset + req.length), layout!, digester!);
     },
   };
 }
@@ -85,21 +92,25 @@ function options(source: Buffer, target: Buffer, extra: Partial<ResyncOptions> =
 }
 
 test('the target ends equal to the source; cursors rise at each checkpoint and end at the size', async () => {
-  const size = 20 * 65536 + 8192;
-  const { source, target } = disks(size, [0, 17, 18, 100, 200, size / 4096 - 1]);
-  const cursors: number[] = [];
-  const progress: number[] = [];
-  const sink = memorySink(target);
-  const r = await runResync(options(source, target, { sink, checkpointBytes: 4 * 65536, onCursor: (c) => void cursors.push(c.offset), onProgress: (p) => progress.push(p.bytesCompared), progressIntervalMs: 0 }));
-  assert.deepEqual(target, source);
-  assert.equal(r.completed, true);
-  assert.equal(r.blocksDifferent, 6);
-  assert.equal(r.bytesChanged, 6 * 4096);
-  assert.deepEqual(cursors, [4, 8, 12, 16, 20].map((n) => n * 65536).concat([size]));
-  assert.equal(sink.flushes, cursors.length);
-  assert.deepEqual(r.cursor, { offset: size });
-  assert.equal(progress.at(-1), size);
-  assert.deepEqual(sink.extents.map((e) => e.offset), [...sink.extents.map((e) => e.offset)].sort((a, b) => a - b), 'extents reach the sink in offset order');
+  for (const [layout, refines] of [[LAYOUT, 0], [LAYOUT_REFINED, 5]] as const) {
+    const size = 20 * 65536 + 8192;
+    const { source, target } = disks(size, [0, 17, 18, 100, 200, size / 4096 - 1]);
+    const cursors: number[] = [];
+    const progress: number[] = [];
+    const sink = memorySink(target);
+    const seen = { compares: [] as number[], refines: 0 };
+    const r = await runResync(options(source, target, { layout, remote: memoryTarget(target, seen), sink, checkpointBytes: 4 * 65536, onCursor: (c) => void cursors.push(c.offset), onProgress: (p) => progress.push(p.bytesCompared), progressIntervalMs: 0 }));
+    assert.deepEqual(target, source);
+    assert.equal(seen.refines, refines, 'one refine for each batch with a differing region, with sub-regions only');
+    assert.equal(r.completed, true);
+    assert.equal(r.blocksDifferent, 6);
+    assert.equal(r.bytesChanged, 6 * 4096);
+    assert.deepEqual(cursors, [4, 8, 12, 16, 20].map((n) => n * 65536).concat([size]));
+    assert.equal(sink.flushes, cursors.length);
+    assert.deepEqual(r.cursor, { offset: size });
+    assert.equal(progress.at(-1), size);
+    assert.deepEqual(sink.extents.map((e) => e.offset), [...sink.extents.map((e) => e.offset)].sort((a, b) => a - b), 'extents reach the sink in offset order');
+  }
 });
 
 test('a run resumed from a cursor compares only what is after it', async () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { getBit } from '../../src/replication/resync/bits.js';
-import { createDigester, DIGEST_BYTES, newHashKey, summariseBlocks, summariseRegions, type Digester } from '../../src/replication/resync/hashing.js';
+import { createDigester, DIGEST_BYTES, newHashKey, summariseChildren, summariseRegions, type Digester } from '../../src/replication/resync/hashing.js';
 import { ResyncError } from '../../src/replication/resync/errors.js';
 
 function digest(d: Digester, data: Buffer): Buffer {
@@ -60,12 +60,12 @@ test('block summary: zero blocks are marked and skipped, the others digested in 
   region.fill(0, 4096, 8192);
   region.fill(0, 4 * 4096); // the short last block is zero
   const d = counting(createDigester('sha256', Buffer.alloc(0)));
-  const s = summariseBlocks(region, 4096, d);
+  const s = summariseChildren(region, 4096, d);
   assert.deepEqual([0, 1, 2, 3, 4].map((i) => getBit(s.zero, i)), [false, true, false, false, true]);
   assert.deepEqual(d.calls, [4096, 4096, 4096]);
   assert.equal(s.digests?.length, 3 * DIGEST_BYTES);
   assert.deepEqual(s.digests?.subarray(16, 32), digest(d, region.subarray(8192, 12288)));
-  const zeroOnly = summariseBlocks(region, 4096);
+  const zeroOnly = summariseChildren(region, 4096);
   assert.equal(zeroOnly.digests, undefined);
   assert.deepEqual(zeroOnly.zero, s.zero);
 });

@@ -10,15 +10,21 @@ import {
   decodeId,
   decodeOpen,
   decodeReady,
+  decodeRefine,
+  decodeRefined,
   decodeWrite,
   decodeZero,
   encodeCompare,
   encodeDiff,
   encodeOpen,
+  encodeRefine,
+  encodeRefined,
   encodeWrite,
   encodeZero,
   type CompareRequest,
   type DiffReply,
+  type RefineReply,
+  type RefineRequest,
 } from '../../src/replication/resync/messages.js';
 
 const LAYOUT: ResyncLayout = { blockBytes: 4096, regionBytes: 16384, batchBytes: 65536 };
@@ -41,11 +47,11 @@ function diff(): DiffReply {
     length: 65536,
     differs: Uint8Array.from([0b1110]),
     targetZero: Uint8Array.from([0b0100]),
-    leaves: [
+    children: [
       undefined,
-      { blockZero: Uint8Array.from([0b0001]), digests: undefined },
+      { zero: Uint8Array.from([0b0001]), digests: undefined },
       undefined,
-      { blockZero: Uint8Array.from([0b1000]), digests: Buffer.alloc(3 * 16, 0xcd) },
+      { zero: Uint8Array.from([0b1000]), digests: Buffer.alloc(3 * 16, 0xcd) },
     ],
   };
 }
@@ -55,7 +61,7 @@ const wire = (parts: Buffer[]) => Buffer.concat(parts);
 test('open: round trip, and every field checked', () => {
   const key = newHashKey('gmac-aes128');
   const open = { diskId: 'disk-0', sourceSize: 12345 * 512, layout: LAYOUT, hash: 'gmac-aes128' as const, key, allowLargerTarget: false };
-  assert.deepEqual(decodeOpen(encodeOpen(open)), open);
+  assert.deepEqual(decodeOpen(encodeOpen(open)), { ...open, layout: { ...LAYOUT, subRegionBytes: [] } });
   const bad = (patch: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...JSON.parse(encodeOpen(open).toString()), ...patch }));
   for (const patch of [
     { diskId: '../etc' },
@@ -97,20 +103,71 @@ test('compare: round trip; misaligned, oversized, out-of-range, truncated and pa
 test('diff: round trip against its request; inconsistent or trailing content is refused', () => {
   const c = compare();
   const d = decodeDiff(wire(encodeDiff(diff())), c, LAYOUT);
-  assert.equal(d.leaves[1]?.digests, undefined);
-  assert.equal(d.leaves[3]?.digests?.length, 3 * 16);
-  assert.equal(d.leaves[2], undefined);
+  assert.equal(d.children[1]?.digests, undefined);
+  assert.equal(d.children[3]?.digests?.length, 3 * 16);
+  assert.equal(d.children[2], undefined);
   const bytes = wire(encodeDiff(diff()));
   assert.throws(() => decodeDiff(bytes, { ...c, id: 4 }, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
   assert.throws(() => decodeDiff(Buffer.concat([bytes, Buffer.alloc(1)]), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
   assert.throws(() => decodeDiff(bytes.subarray(0, bytes.length - 1), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
   // Target zero on a region the source also has zero (they are equal), and on a region that does not differ.
-  assert.throws(() => decodeDiff(wire(encodeDiff({ ...diff(), targetZero: Uint8Array.from([0b0110]), leaves: [undefined, undefined, undefined, diff().leaves[3]] })), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
+  assert.throws(() => decodeDiff(wire(encodeDiff({ ...diff(), targetZero: Uint8Array.from([0b0110]), children: [undefined, undefined, undefined, diff().children[3]] })), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
   assert.throws(() => decodeDiff(wire(encodeDiff({ ...diff(), differs: Uint8Array.from([0b1010]) })), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
   // A differing region whose blocks are all zero on the target must be marked target-zero instead.
   const allZero = diff();
-  allZero.leaves[1] = { blockZero: Uint8Array.from([0b1111]), digests: undefined };
+  allZero.children[1] = { zero: Uint8Array.from([0b1111]), digests: undefined };
   assert.throws(() => decodeDiff(wire(encodeDiff(allZero)), c, LAYOUT), refused('RESYNC_BAD_MESSAGE'));
+});
+
+/** 64 KiB batches of 16 KiB regions refined through 8 KiB sub-regions (8 of them per batch). */
+const REFINED: ResyncLayout = { ...LAYOUT, subRegionBytes: [8192] };
+
+/** Expand sub-regions 2 (zero on the source) and 5 of the batch of compare(). */
+function refine(): RefineRequest {
+  return { id: 3, offset: 65536, length: 65536, level: 1, expand: Uint8Array.from([0b100100]), sourceZero: Uint8Array.from([0b000100]) };
+}
+
+/** Sub-region 2: block 0 zero on the target, no digests (the source's is zero); 5: both blocks with digests. */
+function refined(): RefineReply {
+  const children: RefineReply['children'] = new Array(8);
+  children[2] = { zero: Uint8Array.from([0b01]), digests: undefined };
+  children[5] = { zero: Uint8Array.from([0b00]), digests: Buffer.alloc(2 * 16, 0xee) };
+  return { id: 3, offset: 65536, length: 65536, level: 1, children };
+}
+
+test('open carries the sub-region sizes; a layout whose sub-regions do not nest is refused', () => {
+  const open = { diskId: 'disk-0', sourceSize: 65536, layout: REFINED, hash: 'gmac-aes128' as const, key: newHashKey('gmac-aes128'), allowLargerTarget: false };
+  assert.deepEqual(decodeOpen(encodeOpen(open)).layout, REFINED);
+  const bad = (patch: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...JSON.parse(encodeOpen(open).toString()), ...patch }));
+  for (const subRegionBytes of [[16384], [6144], [4096], [8192, 8192], 'x', [8192.5], [12288]])
+    assert.throws(() => decodeOpen(bad({ subRegionBytes })), refused('RESYNC_BAD_MESSAGE'), JSON.stringify(subRegionBytes));
+  assert.deepEqual(decodeOpen(bad({ subRegionBytes: undefined })).layout.subRegionBytes, [], 'absent: straight to blocks');
+});
+
+test('refine and refined: round trip; a level, bitmap or content that does not fit is refused', () => {
+  const span = { end: SPAN.end, layout: REFINED };
+  const r = decodeRefine(wire(encodeRefine(refine())), span);
+  assert.deepEqual({ ...r, expand: [...r.expand], sourceZero: [...r.sourceZero] }, { ...refine(), expand: [0b100100], sourceZero: [0b000100] });
+  const at = (patch: Partial<RefineRequest>) => wire(encodeRefine({ ...refine(), ...patch }));
+  assert.throws(() => decodeRefine(at({ level: 0 }), span), refused('RESYNC_BAD_MESSAGE'));
+  assert.throws(() => decodeRefine(at({ level: 2 }), span), refused('RESYNC_BAD_MESSAGE')); // the block level
+  assert.throws(() => decodeRefine(at({}), SPAN), refused('RESYNC_BAD_MESSAGE')); // no sub-regions in this session
+  assert.throws(() => decodeRefine(at({ sourceZero: Uint8Array.from([0b1000]) }), span), refused('RESYNC_BAD_MESSAGE')); // zero but not expanded
+  assert.throws(() => decodeRefine(at({ offset: 4096 }), span), refused('RESYNC_BAD_MESSAGE'));
+  assert.throws(() => decodeRefine(at({ offset: 11 * 65536 }), span), refused('RESYNC_OUT_OF_RANGE'));
+  assert.throws(() => decodeRefine(wire(encodeRefine(refine())).subarray(0, 18), span), refused('RESYNC_BAD_MESSAGE'));
+  const req = refine();
+  const d = decodeRefined(wire(encodeRefined(refined())), req, REFINED);
+  assert.equal(d.children[2]?.digests, undefined);
+  assert.equal(d.children[5]?.digests?.length, 32);
+  assert.equal(d.children.filter(Boolean).length, 2);
+  const bytes = wire(encodeRefined(refined()));
+  assert.throws(() => decodeRefined(bytes, { ...req, id: 4 }, REFINED), refused('RESYNC_BAD_MESSAGE'));
+  assert.throws(() => decodeRefined(Buffer.concat([bytes, Buffer.alloc(1)]), req, REFINED), refused('RESYNC_BAD_MESSAGE'));
+  assert.throws(() => decodeRefined(bytes.subarray(0, bytes.length - 1), req, REFINED), refused('RESYNC_BAD_MESSAGE'));
+  const allZero = refined();
+  allZero.children[2] = { zero: Uint8Array.from([0b11]), digests: undefined }; // the source was told it has data
+  assert.throws(() => decodeRefined(wire(encodeRefined(allZero)), req, REFINED), refused('RESYNC_BAD_MESSAGE'));
 });
 
 test('write, zero, flush: blocks inside the compared range only', () => {

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import type { BlockDevice } from '../disk.js';
 import { BufferPool } from './buffer-pool.js';
-import { differingExtents } from './compare.js';
-import { createDigester, newHashKey, summariseRegions, type HashSuite } from './hashing.js';
-import { checkCursor, checkLayout, checkSizes, DEFAULT_LAYOUT, type ResyncLayout } from './layout.js';
-import type { CompareRequest, DiffReply, OpenReply, OpenRequest } from './messages.js';
+import { SourceBatch, type BatchDifferences } from './compare.js';
+import { createDigester, newHashKey, summariseRegions, type Digester, type HashSuite } from './hashing.js';
+import { checkCursor, checkSizes, maxBatchesInFlight, resolveLayout, type ResyncLayout } from './layout.js';
+import type { CompareRequest, DiffReply, OpenReply, OpenRequest, RefineReply, RefineRequest } from './messages.js';
 import type { ResyncSink } from './sink.js';
 
 /** The source engine's view of the target: its size, and what differs in a batch. */
@@ -12,6 +12,8 @@ export interface TargetHashClient {
   open(request: OpenRequest): Promise<OpenReply>;
   /** Many may be in flight; each resolves with the diff of its own request. */
   compare(request: CompareRequest): Promise<DiffReply>;
+  /** Sent once the batch's diff (or previous refine) is in; resolves with the children asked for. */
+  refine(request: RefineRequest): Promise<RefineReply>;
 }
 
 /** Everything below `offset` is compared and delivered durably (see ResyncSink.flush). */
@@ -41,7 +43,10 @@ export interface ResyncOptions {
   cursor?: ResyncCursor;
   /** Compare only the first source-size bytes of a larger target (see checkSizes). */
   allowLargerTarget?: boolean;
-  /** Compare requests in flight: enough batches to cover the round trip at disk speed. */
+  /**
+   * Batches between their compare and their last refine: enough to cover the round trips at disk
+   * speed. At most maxBatchesInFlight(layout), what a target keeps in memory.
+   */
   windowBatches?: number;
   /** Source reads in flight ahead of hashing. */
   readAhead?: number;
@@ -86,7 +91,7 @@ export const RESYNC_DEFAULTS = Object.freeze({
 interface InFlight {
   req: CompareRequest;
   buf: Buffer;
-  reply: Promise<DiffReply>;
+  differences: Promise<BatchDifferences>;
 }
 
 const noop = () => undefined;
@@ -107,9 +112,9 @@ const noop = () => undefined;
  */
 export async function runResync(o: ResyncOptions): Promise<ResyncResult> {
   const t0 = performance.now();
-  const layout = checkLayout({ ...DEFAULT_LAYOUT, ...o.layout });
+  const layout = resolveLayout(o.layout);
   const start = checkCursor(o.cursor?.offset ?? 0, o.source.size, layout);
-  const window = Math.max(1, o.windowBatches ?? RESYNC_DEFAULTS.windowBatches);
+  const window = Math.min(maxBatchesInFlight(layout), Math.max(1, o.windowBatches ?? RESYNC_DEFAULTS.windowBatches));
   const readAhead = Math.max(1, o.readAhead ?? RESYNC_DEFAULTS.readAhead);
   const checkpointBytes = o.checkpointBytes ?? RESYNC_DEFAULTS.checkpointBytes;
   const progressIntervalMs = o.progressIntervalMs ?? RESYNC_DEFAULTS.progressIntervalMs;
@@ -147,8 +152,7 @@ export async function runResync(o: ResyncOptions): Promise<ResyncResult> {
   };
 
   const consume = async (item: InFlight) => {
-    const reply = await item.reply;
-    const d = differingExtents(item.buf.subarray(0, item.req.length), item.req, reply, layout, digester);
+    const d = await item.differences;
     stats.bytesChanged += d.bytesChanged;
     stats.blocksDifferent += d.blocksDifferent;
     stats.regionsDifferent += d.regionsDifferent;
@@ -204,9 +208,9 @@ export async function runResync(o: ResyncOptions): Promise<ResyncResult> {
       if (next < end && !stopping()) issueRead(); // the disk reads the next batch while this one is hashed
       const summary = summariseRegions(r.buf.subarray(0, r.length), layout.regionBytes, digester);
       const req: CompareRequest = { id: ++id, offset: r.offset, length: r.length, regionZero: summary.zero, digests: summary.digests };
-      const reply = o.remote.compare(req);
-      reply.catch(noop); // awaited in order by consume
-      inflight.push({ req, buf: r.buf, reply });
+      const differences = refineBatch(o.remote, r.buf.subarray(0, r.length), req, o.remote.compare(req), layout, digester);
+      differences.catch(noop); // awaited in order by consume
+      inflight.push({ req, buf: r.buf, differences });
       continue;
     }
     const item = inflight.shift();
@@ -219,4 +223,19 @@ export async function runResync(o: ResyncOptions): Promise<ResyncResult> {
   await checkpointing;
   progress(true);
   return { completed: compared === end, cursor: { offset: durable }, targetSize, bytesCompared: compared - start, ...stats, elapsedMs: Math.round(performance.now() - t0) };
+}
+
+/**
+ * One batch's way from its diff to its differing blocks: each refine is sent as soon as the
+ * answer before it is in (diffs arrive in order, so refines of one level leave in batch order),
+ * while the engine goes on reading and comparing later batches.
+ */
+async function refineBatch(remote: TargetHashClient, source: Buffer, req: CompareRequest, reply: Promise<DiffReply>, layout: ResyncLayout, digester: Digester): Promise<BatchDifferences> {
+  const batch = new SourceBatch(source, req, layout, digester);
+  let next = batch.onDiff(await reply);
+  while (next) {
+    const request = next;
+    next = batch.onRefined(request, await remote.refine(request));
+  }
+  return batch.result();
 }

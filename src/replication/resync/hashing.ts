@@ -99,16 +99,19 @@ export function summariseRegions(data: Buffer, regionBytes: number, digester: Di
   return { zero, digests: digests.subarray(0, n * DIGEST_BYTES) };
 }
 
-/** The blocks of a region that are all zero; with a digester, the digests of the others too. */
-export function summariseBlocks(region: Buffer, blockBytes: number, digester?: Digester): { zero: Uint8Array; digests: Buffer | undefined } {
-  const count = Math.ceil(region.length / blockBytes);
+/**
+ * The children of a node (a region's sub-regions or blocks, a sub-region's blocks) that are all
+ * zero; with a digester, the digests of the others too, in order.
+ */
+export function summariseChildren(node: Buffer, childBytes: number, digester?: Digester): { zero: Uint8Array; digests: Buffer | undefined } {
+  const count = Math.ceil(node.length / childBytes);
   const zero = new Uint8Array(bitmapBytes(count));
   const digests = digester ? Buffer.allocUnsafe(count * DIGEST_BYTES) : undefined;
   let n = 0;
   for (let i = 0; i < count; i++) {
-    const block = region.subarray(i * blockBytes, Math.min(region.length, (i + 1) * blockBytes));
-    if (isZero(block)) setBit(zero, i);
-    else if (digester && digests) digester.digestInto(block, digests, DIGEST_BYTES * n++);
+    const child = node.subarray(i * childBytes, Math.min(node.length, (i + 1) * childBytes));
+    if (isZero(child)) setBit(zero, i);
+    else if (digester && digests) digester.digestInto(child, digests, DIGEST_BYTES * n++);
   }
   return { zero, digests: digests?.subarray(0, n * DIGEST_BYTES) };
 }

@@ -4,18 +4,17 @@ import { jsonPayload, parseJson } from '../transport.js';
 import { bitmapBytes, countBits, getBit, paddingIsZero } from './bits.js';
 import { ResyncError } from './errors.js';
 import { DIGEST_BYTES, hashKeyBytes, isHashSuite, type HashSuite } from './hashing.js';
-import { blocksIn, checkLayout, regionsIn, type ResyncLayout } from './layout.js';
+import { checkLayout, levelSizes, nodesIn, regionsIn, type ResyncLayout } from './layout.js';
 
 /**
  * The resync protocol, over one connection of the data transport (`transport.ts` framing, TLS,
  * token hello). The source side (which has the source disk) drives; the target side answers.
  *
- *   32 open     source → target  JSON {diskId, sourceSize, blockBytes, regionBytes, batchBytes, hash, key, allowLargerTarget}
+ *   32 open     source → target  JSON {diskId, sourceSize, blockBytes, regionBytes, subRegionBytes, batchBytes, hash, key, allowLargerTarget}
  *   33 ready    target → source  JSON {targetSize}   (or the transport's `error` frame, e.g. RESYNC_SIZE_MISMATCH)
  *   34 compare  source → target  id u32 | offset u64 | length u32 | zero-region bitmap | digest of each non-zero region
  *   35 diff     target → source  id u32 | offset u64 | length u32 | differs bitmap | target-zero bitmap |
- *                                for each differing region whose target is not all zero: zero-block bitmap,
- *                                then (unless the source region is all zero) the digest of each non-zero target block
+ *                                for each differing region whose target is not all zero: its children (see below)
  *   36 write    source → target  offset u64 | data          (the standalone sink)
  *   37 zero     source → target  offset u64 | length u32
  *   38 flush    source → target  id u32: make every write so far durable
@@ -23,6 +22,18 @@ import { blocksIn, checkLayout, regionsIn, type ResyncLayout } from './layout.js
  *   40 wait     source → target  id u32 | seq u64 | lineage (16 bytes): answer once the target's
  *                                replication stream has applied `seq` of `lineage` (the capture sink)
  *   41 reached  target → source  id u32
+ *   42 refine   source → target  id u32 | offset u64 | length u32 (the compare's) | level u8 | expand bitmap |
+ *                                source-zero bitmap, both over the batch's nodes of that level
+ *   43 refined  target → source  id u32 | offset u64 | length u32 | level u8 | for each node to expand: its children
+ *
+ * The children of a node (a region, or a sub-region of the level asked for) are the nodes of the
+ * next level inside it, sub-regions or blocks: a bitmap of those that are all zero on the target,
+ * then, unless the source node is all zero, the digest of each non-zero target child.
+ *
+ * Refinement (layouts with sub-regions): after a diff or refined message that carried children of
+ * any node, when the next level is not blocks yet, the source sends exactly one refine of that
+ * batch for the next level (the sub-regions it could not settle by digest, possibly none), and the
+ * target keeps the batch's bytes until then: what it compares is what it read for the compare.
  *
  * `open` may carry a fence {fenceLineage, fenceTime}: the target is a replica fed by a replication
  * stream (the master target), and batches of any other lineage sealed before `fenceTime` (the
@@ -45,6 +56,8 @@ export const ResyncFrame = Object.freeze({
   flushed: 39,
   wait: 40,
   reached: 41,
+  refine: 42,
+  refined: 43,
 });
 
 /** See `open`: no batch of another lineage sealed before `time` may be applied after the compare. */
@@ -78,10 +91,11 @@ export interface CompareRequest {
   digests: Buffer;
 }
 
-export interface RegionLeaves {
-  /** Bit j: block j of the region is all zero on the target. */
-  blockZero: Uint8Array;
-  /** Digests of the target's non-zero blocks, in order; absent when the source region is all zero. */
+/** What the target says of the children of one node (see the protocol above). */
+export interface NodeChildren {
+  /** Bit j: child j of the node is all zero on the target. */
+  zero: Uint8Array;
+  /** Digests of the target's non-zero children, in order; absent when the source node is all zero. */
   digests: Buffer | undefined;
 }
 
@@ -90,10 +104,33 @@ export interface DiffReply {
   offset: number;
   length: number;
   differs: Uint8Array;
-  /** Bit i: region i differs and is all zero on the target (no leaves follow). */
+  /** Bit i: region i differs and is all zero on the target (no children follow). */
   targetZero: Uint8Array;
   /** Per region: present for differing regions whose target is not all zero. */
-  leaves: (RegionLeaves | undefined)[];
+  children: (NodeChildren | undefined)[];
+}
+
+/** The sub-regions of one level of a batch that the source could not settle by digest. */
+export interface RefineRequest {
+  /** The compare's id, offset and length. */
+  id: number;
+  offset: number;
+  length: number;
+  /** 1 for the first sub-region size; never the block level. */
+  level: number;
+  /** Bit n: node n of the batch at this level is to be expanded into its children. */
+  expand: Uint8Array;
+  /** Bit n: node n is all zero on the source (its children need no digests); only for expanded nodes. */
+  sourceZero: Uint8Array;
+}
+
+export interface RefineReply {
+  id: number;
+  offset: number;
+  length: number;
+  level: number;
+  /** Per node of the level: present for the expanded ones. */
+  children: (NodeChildren | undefined)[];
 }
 
 /** What a message is checked against: the compared range and the layout of the session. */
@@ -142,6 +179,7 @@ export function encodeOpen(o: OpenRequest): Buffer {
     sourceSize: o.sourceSize,
     blockBytes: o.layout.blockBytes,
     regionBytes: o.layout.regionBytes,
+    subRegionBytes: o.layout.subRegionBytes ?? [],
     batchBytes: o.layout.batchBytes,
     hash: o.hash,
     key: o.key.toString('base64'),
@@ -156,7 +194,9 @@ export function decodeOpen(payload: Buffer): OpenRequest {
   if (!Number.isSafeInteger(v.sourceSize) || (v.sourceSize as number) < 0) malformed('open: sourceSize is not a size');
   let layout: ResyncLayout;
   try {
-    layout = checkLayout({ blockBytes: v.blockBytes as number, regionBytes: v.regionBytes as number, batchBytes: v.batchBytes as number });
+    const subRegionBytes = v.subRegionBytes ?? [];
+    if (!Array.isArray(subRegionBytes)) malformed('open: subRegionBytes is not a list');
+    layout = checkLayout({ blockBytes: v.blockBytes as number, regionBytes: v.regionBytes as number, subRegionBytes: subRegionBytes as number[], batchBytes: v.batchBytes as number });
   } catch (err) {
     if (err instanceof ResyncError) malformed(`open: ${err.message}`);
     throw err;
@@ -214,14 +254,40 @@ export function decodeCompare(p: Buffer, span: ResyncSpan): CompareRequest {
   return { id, offset, length, regionZero, digests: p.subarray(HEADER + bm) };
 }
 
+function pushChildren(parts: Buffer[], children: readonly (NodeChildren | undefined)[]): void {
+  for (const c of children) {
+    if (!c) continue;
+    parts.push(asBuffer(c.zero));
+    if (c.digests) parts.push(c.digests);
+  }
+}
+
 export function encodeDiff(r: DiffReply): Buffer[] {
   const parts = [header(r.id, r.offset, r.length), asBuffer(r.differs), asBuffer(r.targetZero)];
-  for (const l of r.leaves) {
-    if (!l) continue;
-    parts.push(asBuffer(l.blockZero));
-    if (l.digests) parts.push(l.digests);
-  }
+  pushChildren(parts, r.children);
   return parts;
+}
+
+/**
+ * Reads the children of one node at `at` (a non-zero node of the target: not every child may be
+ * zero); returns them and where the next node's start.
+ */
+function readChildren(p: Buffer, at: number, nodeLength: number, childBytes: number, withDigests: boolean, what: string): { children: NodeChildren; at: number } {
+  const count = nodesIn(nodeLength, childBytes);
+  const zb = bitmapBytes(count);
+  if (p.length < at + zb) malformed(`${what}: truncated child bitmap`);
+  const zero = p.subarray(at, at + zb);
+  at += zb;
+  if (!paddingIsZero(zero, count)) malformed(`${what}: child bitmap padding is not zero`);
+  const nonZero = count - countBits(zero, count);
+  if (nonZero === 0) malformed(`${what}: a node has no non-zero child but is not marked all zero`);
+  let digests: Buffer | undefined;
+  if (withDigests) {
+    if (p.length < at + nonZero * DIGEST_BYTES) malformed(`${what}: truncated child digests`);
+    digests = p.subarray(at, at + nonZero * DIGEST_BYTES);
+    at += nonZero * DIGEST_BYTES;
+  }
+  return { children: { zero, digests }, at };
 }
 
 /** Checks a diff against the request it answers: same batch, consistent bits, exact length. */
@@ -236,7 +302,8 @@ export function decodeDiff(p: Buffer, req: CompareRequest, layout: ResyncLayout)
   const differs = p.subarray(HEADER, HEADER + bm);
   const targetZero = p.subarray(HEADER + bm, HEADER + 2 * bm);
   if (!paddingIsZero(differs, regions) || !paddingIsZero(targetZero, regions)) malformed('diff: bitmap padding is not zero');
-  const leaves: (RegionLeaves | undefined)[] = new Array(regions);
+  const children: (NodeChildren | undefined)[] = new Array(regions);
+  const childBytes = levelSizes(layout)[1]!;
   let at = HEADER + 2 * bm;
   for (let i = 0; i < regions; i++) {
     const d = getBit(differs, i);
@@ -245,24 +312,70 @@ export function decodeDiff(p: Buffer, req: CompareRequest, layout: ResyncLayout)
     if (tz && (!d || sz)) malformed(`diff: region ${i} is marked all zero on the target but ${d ? 'is zero on the source too' : 'does not differ'}`);
     if (!d || tz) continue;
     const regionLength = Math.min(layout.regionBytes, req.length - i * layout.regionBytes);
-    const blocks = blocksIn(regionLength, layout);
-    const zb = bitmapBytes(blocks);
-    if (p.length < at + zb) malformed('diff: truncated block bitmap');
-    const blockZero = p.subarray(at, at + zb);
-    at += zb;
-    if (!paddingIsZero(blockZero, blocks)) malformed('diff: block bitmap padding is not zero');
-    const nonZero = blocks - countBits(blockZero, blocks);
-    if (nonZero === 0) malformed(`diff: region ${i} has no non-zero block but is not marked all zero`);
-    let digests: Buffer | undefined;
-    if (!sz) {
-      if (p.length < at + nonZero * DIGEST_BYTES) malformed('diff: truncated block digests');
-      digests = p.subarray(at, at + nonZero * DIGEST_BYTES);
-      at += nonZero * DIGEST_BYTES;
-    }
-    leaves[i] = { blockZero, digests };
+    const r = readChildren(p, at, regionLength, childBytes, !sz, `diff: region ${i}`);
+    children[i] = r.children;
+    at = r.at;
   }
   if (at !== p.length) malformed(`diff: ${p.length - at} bytes after the last region`);
-  return { id, offset: req.offset, length: req.length, differs, targetZero, leaves };
+  return { id, offset: req.offset, length: req.length, differs, targetZero, children };
+}
+
+const REFINE_HEADER = HEADER + 1;
+
+function checkLevel(level: number, layout: ResyncLayout, what: string): number {
+  const sizes = levelSizes(layout);
+  if (level < 1 || level > sizes.length - 2) malformed(`${what}: level ${level} is not a sub-region level of this session (1..${sizes.length - 2})`);
+  return sizes[level]!;
+}
+
+export function encodeRefine(r: RefineRequest): Buffer[] {
+  const h = header(r.id, r.offset, r.length);
+  return [h, Buffer.from([r.level]), asBuffer(r.expand), asBuffer(r.sourceZero)];
+}
+
+/** Checks a refine on its own; the target checks that it is the one it waits for. */
+export function decodeRefine(p: Buffer, span: ResyncSpan): RefineRequest {
+  if (p.length < REFINE_HEADER) malformed('refine: truncated header');
+  const id = p.readUInt32LE(0);
+  const offset = readU64(p, 4);
+  const length = p.readUInt32LE(12);
+  checkBatchRange(offset, length, span, 'refine');
+  const level = p.readUInt8(16);
+  const nodes = nodesIn(length, checkLevel(level, span.layout, 'refine'));
+  const bm = bitmapBytes(nodes);
+  if (p.length !== REFINE_HEADER + 2 * bm) malformed(`refine: ${p.length} bytes, expected ${REFINE_HEADER + 2 * bm}`);
+  const expand = p.subarray(REFINE_HEADER, REFINE_HEADER + bm);
+  const sourceZero = p.subarray(REFINE_HEADER + bm);
+  if (!paddingIsZero(expand, nodes) || !paddingIsZero(sourceZero, nodes)) malformed('refine: bitmap padding is not zero');
+  for (let i = 0; i < bm; i++) if ((sourceZero[i]! & ~expand[i]!) !== 0) malformed('refine: a node is marked zero on the source but not to be expanded');
+  return { id, offset, length, level, expand, sourceZero };
+}
+
+export function encodeRefined(r: RefineReply): Buffer[] {
+  const parts = [header(r.id, r.offset, r.length), Buffer.from([r.level])];
+  pushChildren(parts, r.children);
+  return parts;
+}
+
+/** Checks a refined message against the refine it answers: same batch and level, exact length. */
+export function decodeRefined(p: Buffer, req: RefineRequest, layout: ResyncLayout): RefineReply {
+  if (p.length < REFINE_HEADER) malformed('refined: truncated header');
+  const id = p.readUInt32LE(0);
+  if (id !== req.id || readU64(p, 4) !== req.offset || p.readUInt32LE(12) !== req.length || p.readUInt8(16) !== req.level)
+    malformed(`refined ${id} does not answer refine ${req.id} (${req.offset}+${req.length}, level ${req.level})`);
+  const size = checkLevel(req.level, layout, 'refined');
+  const childBytes = levelSizes(layout)[req.level + 1]!;
+  const nodes = nodesIn(req.length, size);
+  const children: (NodeChildren | undefined)[] = new Array(nodes);
+  let at = REFINE_HEADER;
+  for (let n = 0; n < nodes; n++) {
+    if (!getBit(req.expand, n)) continue;
+    const r = readChildren(p, at, Math.min(size, req.length - n * size), childBytes, !getBit(req.sourceZero, n), `refined: node ${n}`);
+    children[n] = r.children;
+    at = r.at;
+  }
+  if (at !== p.length) malformed(`refined: ${p.length - at} bytes after the last node`);
+  return { id, offset: req.offset, length: req.length, level: req.level, children };
 }
 
 export function encodeWrite(offset: number, data: Buffer): Buffer[] {

@@ -7,9 +7,11 @@ import {
   decodeDiff,
   decodeId,
   decodeReady,
+  decodeRefined,
   encodeCompare,
   encodeId,
   encodeOpen,
+  encodeRefine,
   encodeWait,
   encodeWrite,
   encodeZero,
@@ -18,6 +20,8 @@ import {
   type DiffReply,
   type OpenReply,
   type OpenRequest,
+  type RefineReply,
+  type RefineRequest,
 } from './messages.js';
 
 interface Pending<T> {
@@ -34,6 +38,8 @@ interface Pending<T> {
  */
 export class RemoteTarget implements TargetHashClient {
   private readonly compares: (Pending<DiffReply> & { req: CompareRequest })[] = [];
+  /** By compare id: a batch has one refine out at a time. */
+  private readonly refines = new Map<number, Pending<RefineReply> & { req: RefineRequest }>();
   private readonly flushes = new Map<number, Pending<void>>();
   private readonly waits = new Map<number, Pending<void>>();
   private opening: Pending<OpenReply> | undefined;
@@ -71,6 +77,13 @@ export class RemoteTarget implements TargetHashClient {
   compare(req: CompareRequest): Promise<DiffReply> {
     const reply = new Promise<DiffReply>((resolve, reject) => this.compares.push({ req, resolve, reject }));
     this.send(ResyncFrame.compare, encodeCompare(req)).catch((err: Error) => this.fail(err));
+    return reply;
+  }
+
+  refine(req: RefineRequest): Promise<RefineReply> {
+    if (this.refines.has(req.id)) return Promise.reject(new ProtocolError('RESYNC_UNEXPECTED', `batch ${req.id} already has a refine out`));
+    const reply = new Promise<RefineReply>((resolve, reject) => this.refines.set(req.id, { req, resolve, reject }));
+    this.send(ResyncFrame.refine, encodeRefine(req)).catch((err: Error) => this.fail(err));
     return reply;
   }
 
@@ -165,6 +178,19 @@ export class RemoteTarget implements TargetHashClient {
         }
         return;
       }
+      case ResyncFrame.refined: {
+        const id = f.payload.length >= 4 ? f.payload.readUInt32LE(0) : -1;
+        const r = this.refines.get(id);
+        if (!r || !this.layout) throw new ProtocolError('RESYNC_UNEXPECTED', `refined ${id} without a refine`);
+        this.refines.delete(id);
+        try {
+          r.resolve(decodeRefined(f.payload, r.req, this.layout));
+        } catch (err) {
+          r.reject(err as Error);
+          throw err;
+        }
+        return;
+      }
       case ResyncFrame.flushed: {
         const id = decodeId(f.payload, 'flushed');
         const p = this.flushes.get(id);
@@ -196,6 +222,8 @@ export class RemoteTarget implements TargetHashClient {
     this.opening?.reject(failure);
     this.opening = undefined;
     for (const c of this.compares.splice(0)) c.reject(failure);
+    for (const r of this.refines.values()) r.reject(failure);
+    this.refines.clear();
     for (const p of this.flushes.values()) p.reject(failure);
     this.flushes.clear();
     for (const p of this.waits.values()) p.reject(failure);

@@ -5,20 +5,23 @@ import { BoomerangError, ProtocolError } from '../errors.js';
 import { createDataServer, FrameType, jsonPayload, writeFrame, type DataServer, type Frame, type TlsMaterial } from '../transport.js';
 import { countBits } from './bits.js';
 import { BufferPool } from './buffer-pool.js';
-import { answerCompare } from './compare.js';
+import { answerCompare, answerRefine, refineFollows } from './compare.js';
 import { createDigester, type Digester } from './hashing.js';
-import { checkSizes } from './layout.js';
+import { checkSizes, maxBatchesInFlight } from './layout.js';
 import {
   decodeCompare,
   decodeId,
   decodeOpen,
+  decodeRefine,
   decodeWait,
   decodeWrite,
   decodeZero,
   encodeDiff,
   encodeId,
   encodeReady,
+  encodeRefined,
   ResyncFrame,
+  type NodeChildren,
   type OpenRequest,
   type ResyncFence,
   type ResyncSpan,
@@ -69,11 +72,15 @@ interface OpenSession {
   span: ResyncSpan;
   digester: Digester;
   pool: BufferPool;
+  /** Batches whose next refine is due, by compare id: the bytes read for the compare, and the level. */
+  held: Map<number, { offset: number; length: number; buf: Buffer; level: number }>;
+  maxHeld: number;
 }
 
 /**
  * The target side of a resync over one connection: answers compare requests with what differs
- * (reading and hashing a few batches ahead, in order), applies the standalone sink's writes and
+ * (reading and hashing a few batches ahead, in order) and refines with the children asked for
+ * (from the bytes read for the compare, kept until then), applies the standalone sink's writes and
  * makes them durable on flush. Every message is validated before it touches the disk; anything
  * malformed or out of range is refused with its code in the transport's `error` frame, and
  * nothing after it is applied. Resolves when the connection is over; never throws for what the
@@ -129,12 +136,16 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
         await disk.close();
         throw err;
       }
-      open = { disk, span: { end, layout: request.layout }, digester: createDigester(request.hash, request.key), pool: new BufferPool(Math.max(1, o.readAhead ?? 8), request.layout.batchBytes) };
+      // The pool covers the reads ahead plus every batch the source may leave waiting for a refine,
+      // so a compare never waits for a buffer that only a later refine would give back.
+      const readAhead = Math.max(1, o.readAhead ?? 8);
+      const maxHeld = maxBatchesInFlight(request.layout);
+      open = { disk, span: { end, layout: request.layout }, digester: createDigester(request.hash, request.key), pool: new BufferPool(readAhead + maxHeld, request.layout.batchBytes), held: new Map(), maxHeld };
       await writeFrame(socket, ResyncFrame.ready, encodeReady({ targetSize: disk.size }));
       o.onOpen?.(session);
       return;
     }
-    const { disk, span, digester, pool } = open;
+    const { disk, span, digester, pool, held } = open;
     switch (f.type) {
       case ResyncFrame.compare: {
         const req = decodeCompare(f.payload, span);
@@ -147,12 +158,24 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
             if (session.error !== undefined) return;
             await read;
             const reply = answerCompare(req, view, span.layout, digester);
-            pool.release(buf);
+            keepOrRelease(open!, req.id, { offset: req.offset, length: req.length, buf }, reply.children, 0);
             session.batchesCompared++;
-            session.regionsDifferent += countBits(reply.differs, reply.leaves.length);
+            session.regionsDifferent += countBits(reply.differs, reply.children.length);
             await writeFrame(socket, ResyncFrame.diff, encodeDiff(reply));
           })
           .catch(fail);
+        return;
+      }
+      case ResyncFrame.refine: {
+        const req = decodeRefine(f.payload, span);
+        // The source refines a batch only after its diff, so the batch is held by now (see keepOrRelease).
+        const batch = held.get(req.id);
+        if (!batch || batch.offset !== req.offset || batch.length !== req.length || batch.level !== req.level)
+          throw new ProtocolError('RESYNC_UNEXPECTED', `refine ${req.id} (${req.offset}+${req.length}, level ${req.level}) is not the one this target waits for`);
+        held.delete(req.id);
+        const reply = answerRefine(req, batch.buf.subarray(0, batch.length), span.layout, digester);
+        keepOrRelease(open, req.id, batch, reply.children, req.level);
+        await writeFrame(socket, ResyncFrame.refined, encodeRefined(reply));
         return;
       }
       case ResyncFrame.write: {
@@ -215,6 +238,14 @@ export async function serveResyncTarget(conn: { socket: Duplex; frames: AsyncGen
     await open.disk.close();
   }
   return session;
+}
+
+/** Keeps a batch for the refine that follows `children` at `level`, or gives its buffer back. */
+function keepOrRelease(open: OpenSession, id: number, batch: { offset: number; length: number; buf: Buffer }, children: readonly (NodeChildren | undefined)[], level: number): void {
+  if (!refineFollows(children, level, open.span.layout)) return open.pool.release(batch.buf);
+  if (open.held.has(id)) throw new ProtocolError('RESYNC_BAD_MESSAGE', `compare id ${id} is already waiting for a refine`);
+  if (open.held.size >= open.maxHeld) throw new ProtocolError('RESYNC_BAD_MESSAGE', `more than ${open.maxHeld} batches wait for a refine: the source's window is too large`);
+  open.held.set(id, { offset: batch.offset, length: batch.length, buf: batch.buf, level: level + 1 });
 }
 
 /** Tells the source why (code and message), then closes once it has had time to read it. */
