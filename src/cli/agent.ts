@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import { Type, type Static } from '@sinclair/typebox';
 import { Agent } from '../agent/agent.js';
 import { loadConfigFile } from '../runtime/config.js';
+import { AzureConfigSchema } from '../replication/azure-config.js';
+import { DiskStore } from '../replication/disk-store.js';
 import { createLogger } from '../runtime/log.js';
 import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
 import { agentCommands } from '../agent/commands.js';
@@ -16,6 +18,7 @@ export const AgentConfigSchema = Type.Object(
     tls: Type.Optional(TlsSchema),
     cs: Type.Optional(CsSchema),
     tokenFile: Type.String({ minLength: 1 }),
+    azure: Type.Optional(AzureConfigSchema),
     disks: Type.Array(
       Type.Object(
         {
@@ -67,6 +70,9 @@ Config file (YAML):
   tls: { ca: ca.pem, cert: agent.pem, key: agent.key }
   tokenFile: token                       # mode 0600
   disks: [ { id: disk0, path: /srv/disk0.img, size: 1GiB } ]
+                                         # or a page blob: path: azblob://cloud/disks/web01-disk0
+  azure:                                 # storage accounts azblob:// paths name (key in a file)
+    accounts: { cloud: { url: https://acct.blob.core.windows.net, accountName: acct, keyFile: acct.key } }
   bufferBytes: 256MiB                    # beyond this, writes go to the dirty map (resync later)
   bookmarkIntervalSec: 300               # crash-consistent bookmarks; 0 = only on request
   resync: { checkpointBytes: 256MiB }    # delta resync: bytes compared between persisted cursors
@@ -86,6 +92,7 @@ Example: qemu-io -f raw 'nbd+unix:///disk0?socket=/run/boomerang/agent.sock' -c 
         material,
         token,
         log,
+        diskStore: await DiskStore.fromConfig(cfg.azure),
         disks: cfg.disks.map((d) => ({ id: d.id, path: d.path, ...(d.size === undefined ? {} : { sizeBytes: bytes(d.size)! }), ...(d.protect === undefined ? {} : { protect: d.protect }) })),
         ...(control ? { control: endpoint(control) } : {}),
         ...(cfg.batch?.maxBytes !== undefined ? { maxBatchBytes: bytes(cfg.batch.maxBytes)! } : {}),

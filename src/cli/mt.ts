@@ -3,6 +3,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { masterTargetCommands, recoveryPointReport } from '../mt/commands.js';
 import { MasterTarget } from '../mt/main.js';
 import { loadConfigFile } from '../runtime/config.js';
+import { AzureConfigSchema } from '../replication/azure-config.js';
+import { DiskStore } from '../replication/disk-store.js';
 import { createLogger } from '../runtime/log.js';
 import type { Endpoint } from '../replication/transport.js';
 import { CsSchema, EndpointString, SizeValue, TlsSchema, bytes, endpoint, loadSecurity, runUntilSignal, startCsLink } from './common.js';
@@ -20,13 +22,19 @@ export const MtConfigSchema = Type.Object(
     ),
     disks: Type.Optional(
       Type.Array(
-        Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue }, { additionalProperties: false }),
+        Type.Object(
+          { id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }), target: Type.String({ minLength: 1 }), size: SizeValue, blobSnapshots: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
         { description: 'disks replicated from the start; the CS attaches the others at runtime' },
       ),
     ),
+    /** Page-blob replicas keep each recovery point as a blob snapshot too (a disk's own blobSnapshots wins). */
+    blobSnapshots: Type.Optional(Type.Boolean({ description: 'keep recovery points of page-blob replicas as blob snapshots too (default false)' })),
     tls: Type.Optional(TlsSchema),
     cs: Type.Optional(CsSchema),
     tokenFile: Type.String({ minLength: 1 }),
+    azure: Type.Optional(AzureConfigSchema),
   },
   { additionalProperties: false },
 );
@@ -50,6 +58,12 @@ Config file (YAML):
   control: 127.0.0.1:9082                     # status, recovery points, restore
   retention: { dir: /mnt/retention, windowHours: 24, maxBytesPerDisk: 100GiB }
   disks: [ { id: disk0, target: /srv/replica/disk0.img, size: 1GiB } ]
+                                              # or a page blob: target: azblob://cloud/replicas/disk0
+  blobSnapshots: true                         # page-blob replicas: each recovery point also kept as
+                                              # a blob snapshot (restored by a server-side copy);
+                                              # per disk: disks: [ { ..., blobSnapshots: false } ]
+  azure:                                      # storage accounts azblob:// targets name (key in a file)
+    accounts: { cloud: { url: https://acct.blob.core.windows.net, accountName: acct, keyFile: acct.key } }
   tls: { ca: ca.pem, cert: mt.pem, key: mt.key }
   tokenFile: token`,
     )
@@ -65,7 +79,9 @@ Config file (YAML):
         resyncListen: resyncListen === undefined ? defaultResyncListen(listen) : endpoint(resyncListen),
         ...(cfg.cs?.hostnames?.[0] !== undefined ? { advertiseHost: cfg.cs.hostnames[0] } : {}),
         retentionDir: cfg.retention.dir,
-        disks: (cfg.disks ?? []).map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)! })),
+        diskStore: await DiskStore.fromConfig(cfg.azure),
+        disks: (cfg.disks ?? []).map((d) => ({ id: d.id, target: d.target, sizeBytes: bytes(d.size)!, ...(d.blobSnapshots === undefined ? {} : { blobSnapshots: d.blobSnapshots }) })),
+        ...(cfg.blobSnapshots === undefined ? {} : { blobSnapshots: cfg.blobSnapshots }),
         material,
         token,
         log,

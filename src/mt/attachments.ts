@@ -12,7 +12,7 @@ import { writeDurably } from './layout.js';
  *   {
  *     "version": 1,
  *     "disks": [ { "id": "disk0", "target": "/abs/disk0.img", "sizeBytes": 1073741824,
- *                  "releasing"?: { "handTo"?: "/abs/path" } } ],
+ *                  "releasing"?: { "handTo"?: "/abs/path" }, "blobSnapshots"?: true } ],
  *     "frozen": [ "disk0" ]
  *   }
  *
@@ -27,6 +27,8 @@ export interface Attachment {
   sizeBytes: number;
   /** A release was started: on the next start it is finished, not reopened. */
   releasing?: { handTo?: string };
+  /** The disk's own choice of keeping recovery points as blob snapshots; absent follows the MT's. */
+  blobSnapshots?: boolean;
 }
 
 export interface Attachments {
@@ -51,6 +53,10 @@ function parseAttachment(path: string, v: unknown): Attachment {
   if (typeof a.target !== 'string' || a.target.length === 0) throw bad(path, `disk ${a.id} has no target`);
   if (!Number.isSafeInteger(a.sizeBytes) || a.sizeBytes! <= 0 || a.sizeBytes! % 512 !== 0) throw bad(path, `disk ${a.id} has a bad size ${String(a.sizeBytes)}`);
   const out: Attachment = { id: a.id, target: a.target, sizeBytes: a.sizeBytes! };
+  if (a.blobSnapshots !== undefined) {
+    if (typeof a.blobSnapshots !== 'boolean') throw bad(path, `disk ${a.id} has a bad blobSnapshots ${JSON.stringify(a.blobSnapshots)}`);
+    out.blobSnapshots = a.blobSnapshots;
+  }
   if (a.releasing !== undefined) {
     const r = a.releasing as { handTo?: unknown } | null;
     if (!r || typeof r !== 'object' || (r.handTo !== undefined && (typeof r.handTo !== 'string' || r.handTo.length === 0))) throw bad(path, `disk ${a.id} has a bad release`);

@@ -5,11 +5,11 @@ import type { MasterTarget } from './main.js';
 
 /** What a master target does for the configuration server's jobs (see src/cs/lifecycle). */
 
-/** The answer to `diskStatus`: where the replica is and the points its journal holds. */
+/** The answer to `diskStatus`: where the replica is and the points its journal holds (with their blob snapshots). */
 export interface DiskStatusAnswer {
   position: { lineage: string; lastSeq: number } | undefined;
   frozen: boolean;
-  points: RecoveryPoint[];
+  points: Array<RecoveryPoint & { blobSnapshot?: string }>;
 }
 
 const DiskId = Type.String({ minLength: 1, maxLength: 128 });
@@ -17,8 +17,16 @@ const Path = Type.String({ minLength: 1, maxLength: 4096 });
 
 export function masterTargetCommands(mt: MasterTarget): Record<string, CommandHandler> {
   return {
-    attachDisk: commandHandler(Type.Object({ diskId: DiskId, target: Path, sizeBytes: Type.Integer({ minimum: 512 }), adopt: Type.Optional(Path) }), (p) =>
-      mt.attachDisk({ id: p.diskId, target: p.target, sizeBytes: p.sizeBytes, ...(p.adopt === undefined ? {} : { adopt: p.adopt }) }),
+    attachDisk: commandHandler(
+      Type.Object({ diskId: DiskId, target: Path, sizeBytes: Type.Integer({ minimum: 512 }), adopt: Type.Optional(Path), blobSnapshots: Type.Optional(Type.Boolean()) }),
+      (p) =>
+        mt.attachDisk({
+          id: p.diskId,
+          target: p.target,
+          sizeBytes: p.sizeBytes,
+          ...(p.adopt === undefined ? {} : { adopt: p.adopt }),
+          ...(p.blobSnapshots === undefined ? {} : { blobSnapshots: p.blobSnapshots }),
+        }),
     ),
     restoreDisk: commandHandler(Type.Object({ diskId: DiskId, point: Type.String({ minLength: 1, maxLength: 256 }), outPath: Path }), (p) => mt.restoreDiskTo(p.diskId, p.point, p.outPath)),
     releaseDisk: commandHandler(Type.Object({ diskId: DiskId, handTo: Type.Optional(Path) }), async (p) => {

@@ -22,6 +22,7 @@ export function masterTargetControlApi(mt: MasterTarget, o: { material: TlsMater
             target: { type: 'string', minLength: 1, maxLength: 4096 },
             sizeBytes: { type: 'integer', minimum: 512 },
             adopt: { type: 'string', minLength: 1, maxLength: 4096 },
+            blobSnapshots: { type: 'boolean' },
           },
         },
       },
@@ -49,7 +50,7 @@ export function masterTargetControlApi(mt: MasterTarget, o: { material: TlsMater
     { schema: { body: { type: ['object', 'null'], additionalProperties: false, properties: { handTo: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
     async (req) => (await mt.releaseDisk(req.params.disk, req.body?.handTo === undefined ? {} : { handTo: req.body.handTo }), { disk: req.params.disk, released: true }),
   );
-  app.get<{ Params: { disk: string } }>('/disks/:disk/recovery-points', async (req) => ({ disk: req.params.disk, points: mt.disk(req.params.disk).recoveryPoints() }));
+  app.get<{ Params: { disk: string } }>('/disks/:disk/recovery-points', async (req) => ({ disk: req.params.disk, points: mt.listPoints(req.params.disk) }));
   app.post<{ Params: { disk: string }; Body: { point: string; outPath?: string; inPlace?: boolean } }>(
     '/disks/:disk/restore',
     {

@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { constants, type Stats } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { BoomerangError, ConfigError, ProtocolError, RemoteError, errorMessage } from '../replication/errors.js';
-import { FileDisk, type BlockDevice } from '../replication/disk.js';
+import type { BlockDevice } from '../replication/disk.js';
+import { siblingLocation, type DiskLocation } from '../replication/disk-location.js';
+import { DiskStore } from '../replication/disk-store.js';
 import { isDiskId } from '../replication/position.js';
 import type { OpenRequest } from '../replication/resync/messages.js';
 import { createResyncTargetServer, type ResyncTargetSession } from '../replication/resync/target-service.js';
@@ -15,6 +16,8 @@ import { masterTargetControlApi } from './control.js';
 import { volumeFacts } from '../runtime/volume.js';
 import type { Logger } from '../runtime/log.js';
 import { tokenMatches } from '../security/token.js';
+import { BlobPoints } from './blob-points.js';
+import type { RecoveryPoint } from './journal-index.js';
 import { ReplicaDisk } from './replica.js';
 import { RpoWindow, servePs, type ApplyStats } from './server.js';
 import { readAttachments, writeAttachments, type Attachment, type Attachments } from './attachments.js';
@@ -23,9 +26,11 @@ import { syncDir } from './segments.js';
 
 export interface MtDiskConfig {
   id: string;
-  /** The target disk file the replica is written to. */
+  /** Where the replica is written: a file path or a page blob location (see disk-location.ts). */
   target: string;
   sizeBytes: number;
+  /** Keep this disk's recovery points as blob snapshots too (page-blob replicas). @default the MT's `blobSnapshots` */
+  blobSnapshots?: boolean;
 }
 
 export interface MasterTargetOptions {
@@ -50,6 +55,13 @@ export interface MasterTargetOptions {
   resyncListen?: Endpoint;
   /** The host reported to the CS for the resync endpoint when it listens on a wildcard address. */
   advertiseHost?: string;
+  /** Where disk locations lead: the storage accounts page-blob targets may name. @default local files only */
+  diskStore?: DiskStore;
+  /**
+   * Page-blob replicas keep each recovery point as a blob snapshot too (see blob-points.ts), unless
+   * the disk says otherwise. @default false
+   */
+  blobSnapshots?: boolean;
   log: Logger;
 }
 
@@ -58,12 +70,17 @@ export const MT_DEFAULTS = Object.freeze({ retentionMs: 24 * 3600 * 1000, maxJou
 /** What attachDisk asks for. */
 export interface AttachDiskRequest {
   id: string;
-  /** The replica disk file. */
+  /** The replica disk: a file path or a page blob location. */
   target: string;
   sizeBytes: number;
-  /** An existing file to rename to `target` when `target` does not exist (original-location reprotect). */
+  /** An existing disk to rename to `target` when `target` does not exist (original-location reprotect); same kind (and account) as `target`. */
   adopt?: string;
+  /** Keep recovery points as blob snapshots too (a page-blob target). @default the MT's `blobSnapshots` */
+  blobSnapshots?: boolean;
 }
+
+/** A recovery point as listed: with the blob snapshot that holds it, when one was taken. */
+export type ListedPoint = RecoveryPoint & { blobSnapshot?: string };
 
 /** The state of one replica disk, for the CS and the control API. */
 export interface MtDiskStatus {
@@ -73,48 +90,30 @@ export interface MtDiskStatus {
   origin: 'config' | 'attached';
   frozen: boolean;
   position: ReturnType<ReplicaDisk['position']>;
-  points: ReturnType<ReplicaDisk['recoveryPoints']>;
+  points: ListedPoint[];
   health: ReturnType<ReplicaDisk['health']>;
+  /** Whether new points get a blob snapshot, and the snapshots' counters. */
+  blobSnapshots: { enabled: boolean; kept: number } & BlobPoints['stats'];
 }
 
 interface DiskEntry {
   target: string;
   sizeBytes: number;
   origin: 'config' | 'attached';
-}
-
-async function statOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await stat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** Syncs the directories of both ends of a rename (once when they are the same). */
-async function syncRenameDirs(from: string, to: string): Promise<void> {
-  await syncDir(dirname(to));
-  if (dirname(from) !== dirname(to)) await syncDir(dirname(from));
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  /** The disk's own choice; undefined follows the MT's. */
+  blobSnapshots?: boolean | undefined;
 }
 
 /** The master target: applies batches to target disks behind a write-ahead undo journal. */
 export class MasterTarget {
   readonly disks = new Map<string, ReplicaDisk>();
+  private readonly blobPoints = new Map<string, BlobPoints>();
   private readonly entries = new Map<string, DiskEntry>();
   private readonly frozen = new Set<string>();
   private attachments: Attachments = { version: 1, disks: [], frozen: [] };
   /** Serialises attach, freeze and release, and every write of attachments.json. */
   private readonly lifecycle = new Mutex();
+  private readonly store: DiskStore;
   private readonly rpo = new Map<string, RpoWindow>();
   readonly applyStats: ApplyStats = { batches: 0, bytes: 0, refused: 0, lastRefusal: undefined };
   private readonly applied = new EventEmitter();
@@ -131,6 +130,7 @@ export class MasterTarget {
 
   private constructor(private readonly o: MasterTargetOptions) {
     this.applied.setMaxListeners(0);
+    this.store = o.diskStore ?? DiskStore.local();
   }
 
   static async start(o: MasterTargetOptions): Promise<MasterTarget> {
@@ -150,7 +150,7 @@ export class MasterTarget {
     this.attachments = await readAttachments(o.retentionDir);
     // Releases a crash interrupted are finished before anything is opened.
     for (const a of this.attachments.disks.filter((x) => x.releasing !== undefined)) {
-      await this.finishRelease(a.id, a.target, a.releasing?.handTo);
+      await this.finishRelease(a.id, this.store.locate(a.target), a.releasing?.handTo === undefined ? undefined : this.store.locate(a.releasing.handTo));
       this.attachments.disks = this.attachments.disks.filter((x) => x.id !== a.id);
       this.attachments.frozen = this.attachments.frozen.filter((id) => id !== a.id);
       await writeAttachments(o.retentionDir, this.attachments);
@@ -160,15 +160,15 @@ export class MasterTarget {
     const attached = new Map(this.attachments.disks.map((a) => [a.id, a]));
     for (const d of o.disks) {
       const a = attached.get(d.id);
-      if (a && (resolvePath(a.target) !== resolvePath(d.target) || a.sizeBytes !== d.sizeBytes)) {
+      if (a && (this.store.locate(a.target).text !== this.store.locate(d.target).text || a.sizeBytes !== d.sizeBytes)) {
         // The newer, runtime decision wins over the static configuration.
         o.log.warn({ disk: d.id, configured: d.target, attached: a.target }, 'configured disk superseded by its attachment');
         continue;
       }
       if (a) attached.delete(d.id);
-      await this.openReplica(d.id, { target: d.target, sizeBytes: d.sizeBytes, origin: 'config' });
+      await this.openReplica(d.id, { target: d.target, sizeBytes: d.sizeBytes, origin: 'config', blobSnapshots: a?.blobSnapshots ?? d.blobSnapshots });
     }
-    for (const a of attached.values()) await this.openReplica(a.id, { target: a.target, sizeBytes: a.sizeBytes, origin: 'attached' });
+    for (const a of attached.values()) await this.openReplica(a.id, { target: a.target, sizeBytes: a.sizeBytes, origin: 'attached', blobSnapshots: a.blobSnapshots });
     this.server = createDataServer({
       material: o.material,
       roles: ['ps'],
@@ -227,7 +227,7 @@ export class MasterTarget {
       await d.fence(request.fence.lineage, request.fence.time);
       this.o.log.info({ disk: id, fence: request.fence }, 'resync fence: batches of older lineages will be dropped');
     }
-    const file = await FileDisk.open(entry.target, { readOnly: true });
+    const file = await this.store.open(this.store.locate(entry.target), { readOnly: true });
     const readOnly = (): Promise<never> => Promise.reject(new ProtocolError('RESYNC_READ_ONLY', `disk ${id} is a replica: its differences must come through the process server`));
     return {
       size: file.size,
@@ -278,18 +278,32 @@ export class MasterTarget {
 
   private async openReplica(id: string, entry: DiskEntry): Promise<ReplicaDisk> {
     const o = this.o;
+    // The hook fires on applies only, which start after the snapshots' record is open below.
+    let points: BlobPoints | undefined;
     const replica = await ReplicaDisk.open({
       diskId: id,
       targetPath: entry.target,
+      store: this.store,
       retentionDir: join(o.retentionDir, id),
       size: entry.sizeBytes,
       retentionMs: o.retentionMs ?? MT_DEFAULTS.retentionMs,
       maxJournalBytes: o.maxJournalBytes ?? MT_DEFAULTS.maxJournalBytes,
+      onPointsChanged: (change) => points?.changed(change) ?? Promise.resolve(),
     });
+    try {
+      points = await BlobPoints.open(
+        { diskId: id, dir: join(o.retentionDir, id), store: this.store, target: this.store.locate(entry.target), enabled: this.snapshotsWanted(entry), log: o.log },
+        replica.recoveryPoints(),
+      );
+    } catch (err) {
+      await replica.close().catch(() => undefined);
+      throw err;
+    }
+    this.blobPoints.set(id, points);
     this.disks.set(id, replica);
     this.entries.set(id, entry);
     this.rpo.set(id, new RpoWindow());
-    o.log.info({ disk: id, origin: entry.origin, target: entry.target, position: replica.position(), points: replica.recoveryPoints().length, frozen: this.frozen.has(id) }, 'replica opened');
+    o.log.info({ disk: id, origin: entry.origin, target: entry.target, position: replica.position(), points: replica.recoveryPoints().length, blobSnapshots: points.enabled, frozen: this.frozen.has(id) }, 'replica opened');
     return replica;
   }
 
@@ -315,7 +329,34 @@ export class MasterTarget {
   diskStatus(id: string): MtDiskStatus {
     const d = this.disk(id);
     const e = this.entries.get(id)!;
-    return { diskId: id, target: e.target, sizeBytes: e.sizeBytes, origin: e.origin, frozen: this.frozen.has(id), position: d.position(), points: d.recoveryPoints(), health: d.health() };
+    const bp = this.blobPoints.get(id);
+    return {
+      diskId: id,
+      target: e.target,
+      sizeBytes: e.sizeBytes,
+      origin: e.origin,
+      frozen: this.frozen.has(id),
+      position: d.position(),
+      points: this.listPoints(id),
+      health: d.health(),
+      blobSnapshots: { enabled: bp?.enabled ?? false, kept: bp?.list().length ?? 0, ...(bp?.stats ?? { taken: 0, deleted: 0, restored: 0, failures: 0 }) },
+    };
+  }
+
+  /** Disk `id`'s recovery points, oldest first, each with its blob snapshot when it has one. */
+  listPoints(id: string): ListedPoint[] {
+    const bp = this.blobPoints.get(id);
+    return this.disk(id)
+      .recoveryPoints()
+      .map((p) => {
+        const snapshot = bp?.snapshotOf(p.id);
+        return snapshot === undefined ? p : { ...p, blobSnapshot: snapshot };
+      });
+  }
+
+  /** Whether a disk's new points get blob snapshots: its own choice, else the MT's. */
+  private snapshotsWanted(entry: DiskEntry): boolean {
+    return entry.blobSnapshots ?? this.o.blobSnapshots ?? false;
   }
 
   private saveAttachments(): Promise<void> {
@@ -326,64 +367,75 @@ export class MasterTarget {
   /**
    * Makes `target` the replica of disk `id` and starts accepting its batches. Idempotent: the same
    * id with the same target and size already attached is a no-op, except that a frozen disk is
-   * unfrozen (attaching again is how applying resumes). When `target` does not exist, `adopt` (an
-   * existing file, e.g. the machine's own disk for original-location reprotect) is renamed to it;
-   * failing that a sparse file of `sizeBytes` is created. A journal left in `<retention>/<id>`
-   * is kept only when `target` already existed (it describes that file). Refused with
-   * DISK_SIZE_MISMATCH when the existing file has another size, DISK_ATTACHED when the id is
-   * attached to another target.
+   * unfrozen (attaching again is how applying resumes). `target` and `adopt` are file paths or
+   * page blob locations (disk-location.ts). When `target` does not exist, `adopt` (an existing
+   * disk, e.g. the machine's own disk for original-location reprotect) is renamed to it; failing
+   * that a sparse disk of `sizeBytes` is created. A journal left in `<retention>/<id>` is kept
+   * only when `target` already existed (it describes that disk). Refused with DISK_SIZE_MISMATCH
+   * when the existing disk has another size, DISK_ATTACHED when the id is attached to another
+   * target, DISK_LOCATION / DISK_ACCOUNT_UNKNOWN for a location that is malformed, names an
+   * account not configured, or cannot be renamed to `target` — before anything changes.
    */
   attachDisk(req: AttachDiskRequest): Promise<{ created: boolean; adopted: boolean }> {
     if (!isDiskId(req.id)) return Promise.reject(new ConfigError('BAD_DISK_ID', `disk id ${JSON.stringify(req.id)} is not valid`));
     if (!Number.isSafeInteger(req.sizeBytes) || req.sizeBytes <= 0 || req.sizeBytes % 512 !== 0)
       return Promise.reject(new ConfigError('BAD_DISK_SIZE', `disk size ${req.sizeBytes} is not a positive multiple of 512`));
-    const target = resolvePath(req.target);
-    const adopt = req.adopt === undefined ? undefined : resolvePath(req.adopt);
+    let target: DiskLocation;
+    let adopt: DiskLocation | undefined;
+    try {
+      target = this.store.locate(req.target);
+      adopt = req.adopt === undefined ? undefined : this.store.locate(req.adopt);
+      if (adopt) DiskStore.checkRenamable(adopt, target);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.lifecycle.run(async () => {
       const cur = this.entries.get(req.id);
       if (cur) {
-        if (resolvePath(cur.target) !== target || cur.sizeBytes !== req.sizeBytes)
+        if (this.store.locate(cur.target).text !== target.text || cur.sizeBytes !== req.sizeBytes)
           throw new BoomerangError('DISK_ATTACHED', `disk ${req.id} is already attached to ${cur.target} (${cur.sizeBytes} bytes); release it first`);
-        if (this.frozen.delete(req.id)) {
-          await this.saveAttachments();
-          this.o.log.info({ disk: req.id }, 'disk unfrozen: applying resumes');
+        const unfrozen = this.frozen.delete(req.id);
+        const snapshotsChanged = req.blobSnapshots !== undefined && req.blobSnapshots !== cur.blobSnapshots;
+        if (snapshotsChanged) {
+          cur.blobSnapshots = req.blobSnapshots;
+          this.blobPoints.get(req.id)?.setEnabled(this.snapshotsWanted(cur));
+          const a = this.attachments.disks.find((x) => x.id === req.id);
+          if (a) a.blobSnapshots = req.blobSnapshots!;
+          else this.attachments.disks = [...this.attachments.disks, { id: req.id, target: target.text, sizeBytes: req.sizeBytes, blobSnapshots: req.blobSnapshots! }];
         }
+        if (unfrozen || snapshotsChanged) await this.saveAttachments();
+        if (unfrozen) this.o.log.info({ disk: req.id }, 'disk unfrozen: applying resumes');
         return { created: false, adopted: false };
       }
       let created = false;
       let adopted = false;
-      const existing = await statOrUndefined(target);
+      let existing = await this.store.stat(target);
+      // An adoption a crash interrupted mid-copy is made again from the donor, which is still there.
+      if (existing?.copyIncomplete && adopt && (await this.store.stat(adopt))) existing = undefined;
       if (existing) {
-        if (!existing.isFile()) throw new BoomerangError('TARGET_NOT_FILE', `target ${target} of disk ${req.id} is not a regular file`);
-        if (existing.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `target ${target} has ${existing.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
+        if (!existing.usable) throw new BoomerangError('TARGET_NOT_FILE', `target ${target.text} of disk ${req.id} is ${existing.kind}`);
+        if (existing.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `target ${target.text} has ${existing.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
       } else {
-        const donor = adopt === undefined ? undefined : await statOrUndefined(adopt);
-        await mkdir(dirname(target), { recursive: true });
+        const donor = adopt === undefined ? undefined : await this.store.stat(adopt);
+        await this.store.prepare(target);
         if (donor) {
-          if (!donor.isFile()) throw new BoomerangError('TARGET_NOT_FILE', `${adopt} (to adopt for disk ${req.id}) is not a regular file`);
-          if (donor.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `${adopt} has ${donor.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
-          await rename(adopt!, target);
-          await syncRenameDirs(adopt!, target);
+          if (!donor.usable) throw new BoomerangError('TARGET_NOT_FILE', `${adopt!.text} (to adopt for disk ${req.id}) is ${donor.kind}`);
+          if (donor.size !== req.sizeBytes) throw new BoomerangError('DISK_SIZE_MISMATCH', `${adopt!.text} has ${donor.size} bytes, disk ${req.id} needs ${req.sizeBytes}`);
+          await this.store.rename(adopt!, target);
           adopted = true;
         } else {
-          const fh = await open(target, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
-          try {
-            await fh.truncate(req.sizeBytes);
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          await syncDir(dirname(target));
+          await this.store.create(target, req.sizeBytes);
           created = true;
         }
-        // A journal describes the file it was kept for, not this one.
+        // A journal describes the disk it was kept for, not this one.
         await rm(join(this.o.retentionDir, req.id), { recursive: true, force: true });
       }
-      await this.openReplica(req.id, { target, sizeBytes: req.sizeBytes, origin: 'attached' });
-      this.attachments.disks = [...this.attachments.disks.filter((a) => a.id !== req.id), { id: req.id, target, sizeBytes: req.sizeBytes }];
+      const snapshots = req.blobSnapshots === undefined ? {} : { blobSnapshots: req.blobSnapshots };
+      await this.openReplica(req.id, { target: target.text, sizeBytes: req.sizeBytes, origin: 'attached', ...snapshots });
+      this.attachments.disks = [...this.attachments.disks.filter((a) => a.id !== req.id), { id: req.id, target: target.text, sizeBytes: req.sizeBytes, ...snapshots }];
       this.frozen.delete(req.id);
       await this.saveAttachments();
-      this.o.log.info({ disk: req.id, target, created, adopted }, 'disk attached');
+      this.o.log.info({ disk: req.id, target: target.text, created, adopted }, 'disk attached');
       return { created, adopted };
     });
   }
@@ -408,12 +460,14 @@ export class MasterTarget {
   /**
    * Freezes the disk, then writes it as it was at `point` — 'latest' (the newest applied state;
    * refused with REPLICA_INCONSISTENT mid-resync), a recovery point id or a bookmark id — to
-   * `outPath`, through `<outPath>.tmp`, fsync, rename, fsync of the directory. An existing
+   * `outPath` (a file path or a page blob location), through `<outPath>.tmp`, fsync, rename, fsync
+   * of the directory (blobs: a server-side copy, then the rename as copy and delete). An existing
    * `outPath` is replaced. Returns the point used: for 'latest', the newest recovery point when
    * the target is exactly at it, else the id 'latest' and the current time.
    */
   async restoreDiskTo(id: string, point: string, outPath: string): Promise<{ pointId: string; time: number }> {
-    const out = resolvePath(outPath);
+    const out = this.store.locate(outPath);
+    const tmp = siblingLocation(out, '.tmp');
     const check = this.disk(id);
     this.resolvePoint(check, point); // refuse an unknown point before freezing anything
     if (point === 'latest') this.latestPoint(check);
@@ -426,19 +480,22 @@ export class MasterTarget {
       const p = d.recoveryPoints().find((x) => x.id === resolved)!;
       chosen = { pointId: p.id, time: p.time };
     }
-    const tmp = `${out}.tmp`;
-    await mkdir(dirname(out), { recursive: true });
-    await rm(tmp, { force: true });
+    await this.store.prepare(out);
+    // A temporary copy left by an interrupted restore is ours to replace.
+    await this.store.remove(tmp, { breakLease: true });
+    let via: 'snapshot' | 'journal' = 'journal';
     try {
-      await d.restore(resolved, tmp);
-      await fsyncFile(tmp);
-      await rename(tmp, out);
+      // A point kept as a blob snapshot is a server-side copy of it, not a replay of the journal.
+      const bp = this.blobPoints.get(id);
+      if (chosen.pointId !== 'latest' && bp && (await bp.restore(chosen.pointId, tmp, this.entries.get(id)!.sizeBytes))) via = 'snapshot';
+      else await d.restore(resolved, tmp.text);
+      await this.store.sync(tmp);
+      await this.store.rename(tmp, out);
     } catch (err) {
-      await rm(tmp, { force: true });
+      await this.store.remove(tmp, { breakLease: true }).catch(() => undefined);
       throw err;
     }
-    await syncDir(dirname(out));
-    this.o.log.info({ disk: id, point, ...chosen, outPath: out }, 'disk restored to a file');
+    this.o.log.info({ disk: id, point, ...chosen, via, outPath: out.text }, 'disk restored');
     return chosen;
   }
 
@@ -452,20 +509,27 @@ export class MasterTarget {
   }
 
   /**
-   * Lets a disk go: stops accepting its batches, closes the replica, then hands the target file to
-   * `handTo` (a rename, replacing what is there; how the replica goes back to its machine at
-   * failback) or deletes it, deletes the journal directory and forgets the disk. The intent is
+   * Lets a disk go: stops accepting its batches, closes the replica, then hands the target disk to
+   * `handTo` (a rename, replacing what is there — for page blobs a server-side copy then a delete;
+   * how the replica goes back to its machine at failback) or deletes it, deletes the journal directory and forgets the disk. The intent is
    * written to attachments.json first, so a crash in between is finished on the next start.
    * Idempotent: an unknown id is a no-op. A configured disk is opened again (empty) on the next
    * start: lifecycle-managed disks should be attached ones.
    */
   releaseDisk(id: string, options: { handTo?: string } = {}): Promise<void> {
-    const handTo = options.handTo === undefined ? undefined : resolvePath(options.handTo);
+    let handTo: DiskLocation | undefined;
+    try {
+      handTo = options.handTo === undefined ? undefined : this.store.locate(options.handTo);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.lifecycle.run(async () => {
       const entry = this.entries.get(id);
       const replica = this.disks.get(id);
       if (!entry || !replica) return;
-      const intent: Attachment = { id, target: entry.target, sizeBytes: entry.sizeBytes, releasing: handTo === undefined ? {} : { handTo } };
+      const target = this.store.locate(entry.target);
+      if (handTo) DiskStore.checkRenamable(target, handTo);
+      const intent: Attachment = { id, target: entry.target, sizeBytes: entry.sizeBytes, releasing: handTo === undefined ? {} : { handTo: handTo.text } };
       this.attachments.disks = [...this.attachments.disks.filter((a) => a.id !== id), intent];
       await this.saveAttachments();
       this.disks.delete(id);
@@ -473,27 +537,33 @@ export class MasterTarget {
       this.rpo.delete(id);
       this.frozen.delete(id);
       await replica.close();
-      await this.finishRelease(id, entry.target, handTo);
+      // The blob's snapshots go with it: the release deletes the blob with its snapshots.
+      await this.closeBlobPoints(id);
+      await this.finishRelease(id, target, handTo);
       this.attachments.disks = this.attachments.disks.filter((a) => a.id !== id);
       await this.saveAttachments();
-      this.o.log.info({ disk: id, handTo }, 'disk released');
+      this.o.log.info({ disk: id, handTo: handTo?.text }, 'disk released');
     });
   }
 
+  private async closeBlobPoints(id: string): Promise<void> {
+    const bp = this.blobPoints.get(id);
+    this.blobPoints.delete(id);
+    await bp?.close().catch((err: unknown) => this.o.log.warn({ disk: id, error: errorMessage(err) }, 'blob snapshots: read handle not closed'));
+  }
+
   /** The file steps of a release; each can be repeated after a crash. */
-  private async finishRelease(id: string, target: string, handTo: string | undefined): Promise<void> {
+  private async finishRelease(id: string, target: DiskLocation, handTo: DiskLocation | undefined): Promise<void> {
+    // The target is ours: a lease a crashed MT left on a page blob is broken.
     if (handTo !== undefined) {
-      if (await statOrUndefined(target)) {
-        await mkdir(dirname(handTo), { recursive: true });
-        await rename(target, handTo);
-        await syncRenameDirs(target, handTo);
-      } else if (!(await statOrUndefined(handTo))) {
+      if (await this.store.stat(target)) {
+        await this.store.rename(target, handTo, { breakLease: true });
+      } else if (!(await this.store.stat(handTo))) {
         // Only after a crash and outside interference: there is nothing left to hand over.
-        this.o.log.error({ disk: id, target, handTo }, 'release: neither the target nor the file it was handed to exists');
+        this.o.log.error({ disk: id, target: target.text, handTo: handTo.text }, 'release: neither the target nor the disk it was handed to exists');
       }
-    } else if (await statOrUndefined(target)) {
-      await rm(target, { force: true });
-      await syncDir(dirname(target));
+    } else if (await this.store.stat(target)) {
+      await this.store.remove(target, { breakLease: true });
     }
     await rm(join(this.o.retentionDir, id), { recursive: true, force: true });
     await syncDir(this.o.retentionDir);
@@ -564,7 +634,14 @@ export class MasterTarget {
   /** The MT section of a heartbeat: retention volume eligibility facts and each journal's span. */
   async healthReport() {
     const volume = await volumeFacts(this.o.retentionDir, {
-      targets: [...new Set([...this.o.disks.map((d) => d.target), ...[...this.entries.values()].map((e) => e.target)].map((t) => dirname(t)))],
+      targets: [
+        ...new Set(
+          [...this.o.disks.map((d) => d.target), ...[...this.entries.values()].map((e) => e.target)].flatMap((t) => {
+            const dir = this.store.directoryOf(this.store.locate(t));
+            return dir === undefined ? [] : [dir];
+          }),
+        ),
+      ],
       cacheOrInstall: [fileURLToPath(new URL('.', import.meta.url))],
     });
     return {
@@ -603,6 +680,7 @@ export class MasterTarget {
     await this.server?.close();
     await this.lifecycle.run(async () => undefined); // attach / release under way finish first
     for (const d of this.disks.values()) await d.close();
+    for (const id of [...this.blobPoints.keys()]) await this.closeBlobPoints(id);
     this.o.log.info('master target stopped');
   }
 }

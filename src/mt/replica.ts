@@ -1,8 +1,10 @@
-import { access, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { Batch } from '../replication/batch.js';
-import { FileDisk } from '../replication/disk.js';
+import type { BlockDevice } from '../replication/disk.js';
+import { DiskStore } from '../replication/disk-store.js';
 import { BoomerangError, ConfigError, RemoteError } from '../replication/errors.js';
 import { isDiskId, type LineageId } from '../replication/position.js';
+import type { PointsChange } from './blob-points.js';
 import { isNoSpace, RetentionFullError } from './errors.js';
 import { framedLength, RECORD_HEADER_BYTES } from './frame.js';
 import type { JournalIndex, RecoveryPoint } from './journal-index.js';
@@ -27,8 +29,10 @@ export type FaultStep = 'undo' | 'target' | 'commit' | 'rollback' | 'cut';
 
 export interface ReplicaDiskOptions {
   diskId: string;
-  /** The replica disk; created sparse with `size` bytes when the journal is new. */
+  /** The replica disk's location (a path or a page blob, see disk-location.ts); created sparse with `size` bytes when the journal is new. */
   targetPath: string;
+  /** Opens the target and restore copies. @default local files only */
+  store?: DiskStore;
   /** This disk's own directory on the retention volume. */
   retentionDir: string;
   size: number;
@@ -42,6 +46,12 @@ export interface ReplicaDiskOptions {
   now?: () => number;
   /** Tests: called before each step; what it throws is handled as that step's I/O error. */
   faultHook?: (step: FaultStep) => void;
+  /**
+   * Called with the disk's lock held once its recovery points changed: after a batch that made
+   * points (the target flushed at exactly their state, `added`), after pruning dropped points,
+   * after an in-place restore. It must not throw (blob-points.ts keeps snapshots through it).
+   */
+  onPointsChanged?: (change: PointsChange) => Promise<void>;
 }
 
 export interface ApplyResult {
@@ -83,7 +93,7 @@ export interface OpenReport {
   finishedRestoreInPlace: boolean;
 }
 
-type Settings = Required<Omit<ReplicaDiskOptions, 'faultHook'>> & Pick<ReplicaDiskOptions, 'faultHook'>;
+type Settings = Required<Omit<ReplicaDiskOptions, 'faultHook' | 'onPointsChanged'>> & Pick<ReplicaDiskOptions, 'faultHook' | 'onPointsChanged'>;
 
 function settings(o: ReplicaDiskOptions): Settings {
   if (!isDiskId(o.diskId)) throw new ConfigError('BAD_DISK_ID', `disk id ${JSON.stringify(o.diskId)} is not valid`);
@@ -94,6 +104,7 @@ function settings(o: ReplicaDiskOptions): Settings {
     maxJournalBytes: o.maxJournalBytes ?? Number.POSITIVE_INFINITY,
     segmentBytes: o.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
     now: o.now ?? Date.now,
+    store: o.store ?? DiskStore.local(),
   };
   for (const k of ['retentionMs', 'maxJournalBytes', 'segmentBytes'] as const)
     if (!(s[k] > 0)) throw new ConfigError('BAD_RETENTION_OPTION', `${k} must be positive, got ${s[k]}`);
@@ -121,12 +132,14 @@ export class ReplicaDisk {
   private pausedReason: string | undefined;
   private failure: unknown;
   private closed = false;
+  /** Pruning dropped points the onPointsChanged hook has not been told about. */
+  private pointsDropped = false;
   /** Batches dropped by the fence (obsolete), for status and tests. */
   fencedBatches = 0;
 
   private constructor(
     private readonly o: Settings,
-    private readonly target: FileDisk,
+    private readonly target: BlockDevice,
     private readonly store: SegmentStore,
     private index: JournalIndex,
     private readonly lock: DiskLock,
@@ -143,14 +156,16 @@ export class ReplicaDisk {
     await mkdir(o.retentionDir, { recursive: true });
     const lock = await DiskLock.acquire(o.retentionDir);
     let store: SegmentStore | undefined;
-    let target: FileDisk | undefined;
+    let target: BlockDevice | undefined;
     try {
+      const location = o.store.locate(o.targetPath);
       await prepareRetentionDir(o.retentionDir, { diskId: o.diskId, targetPath: o.targetPath, size: o.size });
       store = await SegmentStore.open(journalDir(o.retentionDir), { readOnly: false });
       const fresh = store.list().length === 0;
-      if (!fresh && !(await exists(o.targetPath)))
+      if (!fresh && !(await o.store.stat(location)))
         throw new BoomerangError('TARGET_MISSING', `target ${o.targetPath} is missing but its journal in ${o.retentionDir} is not new`);
-      target = await FileDisk.open(o.targetPath, { size: o.size, create: true });
+      // The MT owns its targets: a page-blob lease a crashed MT left behind is taken over.
+      target = await o.store.open(location, { size: o.size, create: true, takeOver: true });
       if (fresh) {
         await store.create(0, encodeState({ lineage: undefined, lastSeq: 0, time: o.now(), consistent: false, closed: false, bookmarks: [], retired: [] }));
       }
@@ -233,19 +248,19 @@ export class ReplicaDisk {
     return this.index.list();
   }
 
-  /** Writes the disk as it was at `pointId` (or the newest state, 'latest') into the new file `outPath`. */
+  /** Writes the disk as it was at `pointId` (or the newest state, 'latest') into the new disk at location `outPath`. */
   async restore(pointId: string, outPath: string): Promise<void> {
     const { job } = await this.mutex.run(async () => {
       this.usable();
       const refs = this.index.undoAfter(this.index.resolve(pointId));
       const unpin = this.pin(refs.at(-1)?.segment);
       try {
-        await copyTarget(this.o.targetPath, outPath);
+        await copyTarget(this.o.targetPath, outPath, this.o.store);
       } catch (err) {
         unpin();
         throw err;
       }
-      const job = rollBackCopy(outPath, this.o.size, this.store, refs).finally(unpin);
+      const job = rollBackCopy(outPath, this.o.size, this.store, refs, this.o.store).finally(unpin);
       this.restores.add(job);
       const forget = () => this.restores.delete(job);
       job.then(forget, forget);
@@ -278,6 +293,8 @@ export class ReplicaDisk {
         this.failure = err; // the intent stays: reopening finishes the restore
         throw err;
       }
+      this.pointsDropped = true;
+      await this.pointsChanged([]);
     });
   }
 
@@ -285,7 +302,9 @@ export class ReplicaDisk {
   prune(): Promise<{ segmentsRemoved: number; bytesFreed: number }> {
     return this.mutex.run(async () => {
       this.usable();
-      return this.pruneSegments(0);
+      const pruned = await this.pruneSegments(0);
+      await this.pointsChanged([]);
+      return pruned;
     });
   }
 
@@ -425,7 +444,17 @@ export class ReplicaDisk {
     this.index.addCommit(segment, tailStart, undo, commit);
     this.pausedReason = undefined;
     if (fence && batch.lineage === fence.lineage) await this.endFence();
+    const made = commit.consistent && commit.bookmarks.length > 0;
+    await this.pointsChanged(made ? this.index.list().filter((p) => p.lineage === commit.lineage && p.seq === commit.lastSeq) : []);
     return answer('applied');
+  }
+
+  /** Tells the onPointsChanged hook about points just made (`added`) or dropped since it last heard. */
+  private async pointsChanged(added: RecoveryPoint[]): Promise<void> {
+    const hook = this.o.onPointsChanged;
+    if (!hook || (added.length === 0 && !this.pointsDropped)) return;
+    this.pointsDropped = false;
+    await hook({ added, points: this.index.list() });
   }
 
   /** Drops the fence (its file first only if it is still ours; a crash before this is handled at open). */
@@ -509,6 +538,7 @@ export class ReplicaDisk {
       const bytes = this.store.list()[0]?.size ?? 0;
       await this.store.remove(oldest.index);
       this.index.dropOldestSegment();
+      this.pointsDropped = true;
       segmentsRemoved++;
       bytesFreed += bytes;
     }
@@ -516,17 +546,8 @@ export class ReplicaDisk {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Rolls an unfinished batch back off the target and cuts the journal back to its last commit. */
-async function recoverTail(target: FileDisk, store: SegmentStore, tail: ScanTail): Promise<number> {
+async function recoverTail(target: BlockDevice, store: SegmentStore, tail: ScanTail): Promise<number> {
   if (tail.uncommitted.length > 0) await rollBack(target, store, [...tail.uncommitted].reverse());
   const cut = store.newest().size - tail.end;
   if (cut > 0) {

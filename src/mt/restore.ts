@@ -1,7 +1,6 @@
-import { copyFile, rm } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { FileDisk, type BlockDevice } from '../replication/disk.js';
-import { BoomerangError } from '../replication/errors.js';
+import type { BlockDevice } from '../replication/disk.js';
+import { DiskStore } from '../replication/disk-store.js';
+import { BoomerangError, errorMessage } from '../replication/errors.js';
 import type { JournalIndex } from './journal-index.js';
 import { removeIntent, type RestoreIntent } from './layout.js';
 import { encodeState } from './records.js';
@@ -9,31 +8,38 @@ import type { RecordRef, SegmentStore } from './segments.js';
 import { rollBack } from './undo.js';
 
 /**
- * Materialising a recovery point: into a new file (copy the target, then undo the batches after
- * the point on the copy), or in place on the target itself.
+ * Materialising a recovery point: into a new disk (copy the target, then undo the batches after
+ * the point on the copy), or in place on the target itself. The target and the copy may be local
+ * files or page blobs (see disk-store.ts).
  */
 
-/** Copies the target to a new file; a reflink where the filesystem can, a plain copy otherwise. */
-export async function copyTarget(targetPath: string, outPath: string): Promise<void> {
+/**
+ * Copies the target to a new disk: a reflink or plain copy between files, a server-side copy
+ * between blobs. Both are disk locations (paths or page blobs) that `store` resolves.
+ */
+export async function copyTarget(targetPath: string, outPath: string, store: DiskStore = DiskStore.local()): Promise<void> {
+  const target = store.locate(targetPath);
+  const out = store.locate(outPath);
   try {
-    await copyFile(targetPath, outPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    await store.copy(target, out);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await rm(outPath, { force: true });
-    throw new BoomerangError('RESTORE_COPY', `cannot copy ${targetPath} to ${outPath}: ${(err as Error).message}`, { cause: err });
+    if ((err as BoomerangError).code !== 'DISK_EXISTS') await store.remove(out, { breakLease: true }).catch(() => undefined);
+    throw new BoomerangError('RESTORE_COPY', `cannot copy ${target.text} to ${out.text}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
 /** Rolls a copy made by copyTarget back through `refs` (newest first); removes the copy if that fails. */
-export async function rollBackCopy(outPath: string, size: number, store: SegmentStore, refs: readonly RecordRef[]): Promise<void> {
+export async function rollBackCopy(outPath: string, size: number, segments: SegmentStore, refs: readonly RecordRef[], store: DiskStore = DiskStore.local()): Promise<void> {
+  const out = store.locate(outPath);
   try {
-    const copy = await FileDisk.open(outPath, { size });
+    const copy = await store.open(out, { size });
     try {
-      await rollBack(copy, store, refs);
+      await rollBack(copy, segments, refs);
     } finally {
       await copy.close();
     }
   } catch (err) {
-    await rm(outPath, { force: true });
+    await store.remove(out, { breakLease: true }).catch(() => undefined);
     throw err;
   }
 }

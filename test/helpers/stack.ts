@@ -124,6 +124,12 @@ export interface StackOptions {
   agent?: Partial<AgentOptions>;
   /** Start the agent in this process (default); false when a test runs it elsewhere. */
   startAgent?: boolean;
+  /** Overrides of the MT's options (a disk store with storage accounts, say). */
+  mt?: Partial<MasterTargetOptions>;
+  /** Where the source disk lives instead of site-a/<disk>.img (a page blob location, say). */
+  sourceLocation?: (id: string) => string;
+  /** Where the replica lives instead of site-b/<disk>.img. */
+  replicaLocation?: (id: string) => string;
 }
 
 export class Stack {
@@ -136,11 +142,11 @@ export class Stack {
   constructor(readonly o: StackOptions) {}
 
   source(id: string): string {
-    return join(this.o.dir, 'site-a', `${id}.img`);
+    return this.o.sourceLocation?.(id) ?? join(this.o.dir, 'site-a', `${id}.img`);
   }
 
   replica(id: string): string {
-    return join(this.o.dir, 'site-b', `${id}.img`);
+    return this.o.replicaLocation?.(id) ?? join(this.o.dir, 'site-b', `${id}.img`);
   }
 
   get nbdSocket(): string {
@@ -180,6 +186,7 @@ export class Stack {
       material: this.material,
       token: this.token,
       log: createLogger('mt', process.env.BOOMERANG_TEST_LOG ?? 'silent'),
+      ...this.o.mt,
     };
   }
 
