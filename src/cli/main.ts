@@ -3,6 +3,7 @@ import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { BoomerangError, ConfigError } from '../replication/errors.js';
 import { agentCommand } from './agent.js';
+import { agentlessCommand } from './agentless.js';
 import { labCommand } from './lab.js';
 import { mtCommand } from './mt.js';
 import { psCommand } from './ps.js';
@@ -34,6 +35,7 @@ const program = new Command('boomerang')
   .addCommand(cancelCommand())
   .addCommand(jobCommand())
   .addCommand(agentCommand())
+  .addCommand(agentlessCommand())
   .addCommand(psCommand())
   .addCommand(mtCommand())
   .addCommand(rpCommand())
