@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -9,25 +9,24 @@ import { BoomerangError, errorMessage } from '../replication/errors.js';
 import type { Endpoint } from '../replication/transport.js';
 import { HttpsJsonClient, httpsUrl } from '../runtime/https-client.js';
 import { generateToken, readTokenFile, writeTokenFile } from '../security/token.js';
-import { VsphereFabric } from '../fabrics/vsphere/fabric.js';
-import { createRecoveryVm } from '../fabrics/vsphere/recovery-vm.js';
-import { AZURITE_ACCOUNT } from '../fabrics/azure/azure-storage.js';
-import type { AzureConfig } from '../replication/azure-config.js';
 import { AZBLOB_SCHEME } from '../replication/disk-location.js';
 import { DiskStore } from '../replication/disk-store.js';
-import { createCa, issueCertificate } from '../security/pki.js';
-import { startAzurite, type AzuriteProcess } from './azurite.js';
-import { FakeArm } from './fake-arm.js';
+import { AzureLabSite, type LabAzureSite } from './azure-site.js';
+import type { FakeArm } from './fake-arm.js';
 import { hashFile } from './hash.js';
+import { PhysicalLabSite, type LabSite } from './site.js';
+import { VsphereLabSite, type LabVsphereSite } from './vsphere-site.js';
 import { CLI, startComponent, type ComponentProcess } from './process.js';
 import { MACHINE_FILES, useDisks, killMachine, machineRunning, readMachineRun, startMachine, stopMachine, writeMachineRun, type MachineRun } from './machine.js';
 
+
 /**
  * The one-machine lab of two sites: a configuration server, and at each site (a folder) a process
- * server and a master target, plus demo machines on the physical fabric whose guests write
- * through their agent's NBD export. Site A is primary, B the recovery site: PS-A forwards to
- * MT-B (forward), PS-B to MT-A (failback). Every component is a separate process registered with
- * the CS; machines are powered through `boomerang lab power`, the physical fabric's hook.
+ * server and a master target, plus demo machines whose guests write through their agent's NBD
+ * export. Site A is primary, B the recovery site: PS-A forwards to MT-B (forward), PS-B to MT-A
+ * (failback). Every component is a separate process registered with the CS; machines are powered
+ * through `boomerang lab power`, the physical fabric's hook. Site A can be a vCenter and site B an
+ * Azure subscription instead (`site.ts`, `vsphere-site.ts`, `azure-site.ts`).
  */
 
 const execFileP = promisify(execFile);
@@ -51,39 +50,6 @@ export interface LabOptions {
   vsphere?: LabVsphereSite;
   /** Site B is an Azure site: its machines are ARM VMs (the lab's fake ARM) with page-blob disks (Azurite). */
   azure?: boolean;
-}
-
-/**
- * The lab's Azure site (site B): the storage account `lab` (Azurite's dev account, its key in a
- * file) that the MT-B and the agents at site B name in `azblob://lab/…` locations, and where the
- * recovery VMs are in the fake ARM. Kept in lab.json (no secret: the key stays in its file).
- */
-export interface LabAzureSite {
-  /** The `azure` config section of the components at site B. */
-  config: AzureConfig;
-  subscriptionId: string;
-  resourceGroup: string;
-  armUrl: string;
-  azuritePid: number;
-}
-
-/** The storage account name the lab's blob locations use, the container of its disks and the resource group of its VMs. */
-export const LAB_AZURE = Object.freeze({ account: 'lab', container: 'disks', resourceGroup: 'boomerang-lab' });
-
-/**
- * A vCenter as the lab's site A: each machine becomes a VM created on `host` with its disk on
- * `datastore` (a local directory under vcsim, where the agent and the MT write the VMDK's flat
- * extent); the site's master target stands for the VM `mtVm`. vcsim's VMs have no guest: the
- * lab's guest process is run by the fabric's guest hooks when the VM powers on and off.
- */
-export interface LabVsphereSite {
-  url: string;
-  caPem: string;
-  username: string;
-  password: string;
-  host: string;
-  datastore: string;
-  mtVm: string;
 }
 
 export const LAB_DEFAULTS = Object.freeze({ machines: ['web01', 'db01'], diskBytes: 64 * 1024 * 1024, burstBytes: 8 * 1024 * 1024, heartbeatIntervalSeconds: 2, agentRegistrationTimeoutSeconds: 120 });
@@ -125,12 +91,9 @@ interface ComponentReady {
 export class Lab {
   readonly dir: string;
   readonly o: Required<Omit<LabOptions, 'print' | 'vsphere' | 'azure'>> & { print: (line: string) => void };
-  private readonly vsphere: LabVsphereSite | undefined;
   private readonly azure: boolean;
-  /** The Azure site's fake Resource Manager, run in the lab's own process (like a test's peer). */
-  arm: FakeArm | undefined;
-  private azurite: AzuriteProcess | undefined;
-  private armLogin: { tenantId: string; clientId: string; clientSecret: string } | undefined;
+  /** How each site keeps its machines: physical unless the options make A a vCenter or B Azure. */
+  private readonly sites: Record<Site, LabSite>;
   private store: Promise<DiskStore> | undefined;
   private readonly procs = new Map<string, ComponentProcess<ComponentReady>>();
   state!: LabState;
@@ -150,8 +113,13 @@ export class Lab {
       logLevel: o.logLevel ?? 'info',
       print: o.print ?? (() => undefined),
     };
-    this.vsphere = o.vsphere;
     this.azure = o.azure ?? false;
+    this.sites = { a: o.vsphere ? new VsphereLabSite(o.vsphere, 'mt-a') : new PhysicalLabSite(), b: new PhysicalLabSite() };
+  }
+
+  /** The Azure site's fake Resource Manager (run in the lab's own process, like a test's peer). */
+  get arm(): FakeArm | undefined {
+    return this.sites.b instanceof AzureLabSite ? this.sites.b.arm : undefined;
   }
 
   path(...parts: string[]): string {
@@ -228,7 +196,11 @@ export class Lab {
     const lab = new Lab(o);
     try {
       await lab.prepare();
-      if (lab.azure) await lab.startAzureSite();
+      if (lab.azure) {
+        const azure = await AzureLabSite.start(lab.path('azure'), lab.o.print);
+        lab.sites.b = azure;
+        lab.state.azure = azure.state;
+      }
       await lab.startCs();
       for (const site of SITES) await lab.startComponent('mt', site);
       for (const site of SITES) await lab.startComponent('ps', site);
@@ -311,7 +283,7 @@ export class Lab {
     const common = { name: key, listen: `127.0.0.1:${this.state.ports[key] ?? 0}`, control: '127.0.0.1:0', cs: this.csLink(site, role), tokenFile: this.path('token') };
     const config =
       role === 'mt'
-        ? { ...common, resyncListen: `127.0.0.1:${this.state.resyncPorts?.[site] ?? 0}`, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [], ...this.azureSection(site) }
+        ? { ...common, resyncListen: `127.0.0.1:${this.state.resyncPorts?.[site] ?? 0}`, retention: { dir: this.path(`site-${site}`, 'retention') }, disks: [], ...this.sites[site].componentConfig() }
         : { ...common, spool: { dir: this.path(`site-${site}`, 'spool') }, masterTarget: `127.0.0.1:${this.state.ports[`mt-${site === 'a' ? 'b' : 'a'}`]}` };
     await writeFile(configPath, JSON.stringify(config, null, 2));
     const { ready } = await this.spawn(key, [role, '--config', configPath, '--log-level', this.o.logLevel]);
@@ -364,15 +336,17 @@ export class Lab {
     const s = this.state;
     for (const site of SITES) for (const role of ['ps', 'mt'] as const) s.components[`${role}-${site}`] = await this.componentId(role, `${role}-${site}`);
     const fabrics: Record<Site, string> = { a: '', b: '' };
-    for (const site of SITES) fabrics[site] = (await this.client.call<{ id: string }>('POST', '/v1/fabrics', this.fabricOf(site))).id;
+    for (const site of SITES) fabrics[site] = (await this.client.call<{ id: string }>('POST', '/v1/fabrics', this.sites[site].fabric(`site-${site}`))).id;
     const policy = await this.client.call<{ forward: { id: string } }>('POST', '/v1/policies', { name: 'lab', rpoThresholdSeconds: 60, retentionHours: 24, appConsistentMinutes: 60, crashConsistentMinutes: 5 });
     s.policyId = policy.forward.id;
     for (const name of this.o.machines) {
       const ids = { a: '', b: '' } as Record<Site, string>;
       const machine: LabMachine = { name, diskId: `${name}-disk0`, ids };
       s.machines.push(machine);
-      if (this.vsphere) machine.diskPaths = { a: await this.createVm(name) };
-      if (this.azure) machine.diskPaths = { ...machine.diskPaths, b: this.createAzureVm(name) };
+      for (const site of SITES) {
+        const disk = await this.sites[site].createMachine(name, this.o.diskBytes);
+        if (disk !== undefined) machine.diskPaths = { ...machine.diskPaths, [site]: disk };
+      }
       for (const site of SITES) {
         const run = this.machineRun(name, site);
         await mkdir(run.dir, { recursive: true, mode: 0o700 });
@@ -392,18 +366,21 @@ export class Lab {
               bookmarkIntervalSec: 10,
               // Served from boot; the CS decides when it is replicated.
               disks: [{ id: run.diskId, path: this.diskPath(name, site), size: this.o.diskBytes, protect: false }],
-              ...this.azureSection(site),
+              ...this.sites[site].componentConfig(),
             },
             null,
             2,
           ),
         );
-        const power = site === 'a' && this.vsphere ? this.vspherePower(name, run) : site === 'b' && this.azure ? this.azurePower(name, run) : this.powerHooks(run);
+        const power = this.sites[site].power(name, this.powerHooks(run));
         ids[site] = (await this.client.call<{ id: string }>('POST', '/v1/machines', { fabricId: fabrics[site], name, power })).id;
       }
     }
     // The primary machines run from the start, their agents register.
-    for (const m of s.machines) await this.startPrimary(m);
+    for (const m of s.machines) {
+      const run = this.machineRun(m.name, 'a');
+      await this.sites.a.start({ id: m.ids.a, name: m.name, power: this.sites.a.power(m.name, this.powerHooks(run)) }, run);
+    }
     for (const m of s.machines) {
       const agentId = await this.componentId('agent', this.agentName(m.name, 'a'));
       const { item } = await this.client.call<{ item: { id: string } }>('POST', '/v1/items', {
@@ -420,99 +397,6 @@ export class Lab {
       });
       m.itemId = item.id;
       this.o.print(`replication of ${m.name} enabled (item ${item.id})`);
-    }
-  }
-
-  private fabricOf(site: Site): object {
-    const az = this.state.azure;
-    if (site === 'b' && az && this.armLogin) {
-      const { tenantId, clientId, clientSecret } = this.armLogin;
-      return { kind: 'azure', name: 'site-b', config: { tenantId, clientId, subscriptionId: az.subscriptionId, authorityHost: az.armUrl, armEndpoint: az.armUrl, caPem: this.arm!.caPem }, clientSecret };
-    }
-    const v = this.vsphere;
-    if (site !== 'a' || !v) return { kind: 'physical', name: `site-${site}` };
-    return { kind: 'vsphere', name: `site-${site}`, config: { url: v.url, username: v.username, caPem: v.caPem, masterTargetVms: { 'mt-a': v.mtVm } }, password: v.password };
-  }
-
-  /**
-   * Site B as an Azure site: a CA of its own for Azurite and the fake ARM, Azurite (the `lab`
-   * storage account, its key in a file) and the fake ARM with one service principal, one
-   * subscription and the lab's resource group.
-   */
-  private async startAzureSite(): Promise<void> {
-    const dir = this.path('azure');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const ca = await createCa({ commonName: 'Boomerang lab Azure CA' });
-    const leaf = await issueCertificate(ca, { commonName: '127.0.0.1', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'], usage: 'server' });
-    const files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'azurite-cert.pem'), key: join(dir, 'azurite-key.pem'), accountKey: join(dir, 'lab.key') };
-    await writeFile(files.ca, ca.certPem);
-    await writeFile(files.cert, leaf.certPem, { mode: 0o600 });
-    await writeFile(files.key, leaf.keyPem, { mode: 0o600 });
-    // Azurite's published development key: not a secret, but kept in a key file like a real account's.
-    await writeFile(files.accountKey, `${AZURITE_ACCOUNT.accountKey}
-`, { mode: 0o600 });
-    this.azurite = await startAzurite({ location: join(dir, 'azurite'), certPath: files.cert, keyPath: files.key });
-    this.arm = await FakeArm.start({ ca });
-    this.armLogin = { tenantId: randomUUID(), clientId: randomUUID(), clientSecret: randomBytes(24).toString('base64url') };
-    const subscriptionId = randomUUID();
-    this.arm.addClient(this.armLogin.tenantId, this.armLogin.clientId, this.armLogin.clientSecret);
-    this.arm.addSubscription(subscriptionId, this.armLogin.tenantId);
-    this.arm.addResourceGroup(subscriptionId, LAB_AZURE.resourceGroup);
-    const account = { url: `${this.azurite.origin}/${AZURITE_ACCOUNT.accountName}`, accountName: AZURITE_ACCOUNT.accountName, keyFile: files.accountKey, caFile: files.ca };
-    this.state.azure = { config: { accounts: { [LAB_AZURE.account]: account } }, subscriptionId, resourceGroup: LAB_AZURE.resourceGroup, armUrl: this.arm.url, azuritePid: this.azurite.pid };
-    this.o.print(`site B is an Azure site: Azurite ${this.azurite.origin} (pid ${this.azurite.pid}), fake ARM ${this.arm.url}`);
-  }
-
-  /** The `azure` config section of the components at the Azure site; nothing elsewhere. */
-  private azureSection(site: Site): { azure?: AzureConfig } {
-    return site === 'b' && this.state.azure ? { azure: this.state.azure.config } : {};
-  }
-
-  /** The machine's recovery VM at the Azure site, deallocated until failover; the page blob its disk will be. */
-  private createAzureVm(name: string): string {
-    const az = this.state.azure!;
-    this.arm!.addVm({ subscriptionId: az.subscriptionId, resourceGroup: az.resourceGroup, name, powerState: 'deallocated' });
-    return `${AZBLOB_SCHEME}${LAB_AZURE.account}/${LAB_AZURE.container}/${name}-disk0`;
-  }
-
-  /** An Azure machine: its VM in Resource Manager, and the lab's guest started after the VM starts, stopped before it is deallocated. */
-  private azurePower(name: string, run: MachineRun) {
-    const az = this.state.azure!;
-    const { start, stop } = this.powerHooks(run);
-    return { subscriptionId: az.subscriptionId, resourceGroup: az.resourceGroup, vmName: name, guest: { start, stop } };
-  }
-
-  /** A vSphere machine: its VM, and the lab's guest started after power-on, stopped before power-off. */
-  private vspherePower(name: string, run: MachineRun) {
-    const { start, stop } = this.powerHooks(run);
-    return { vm: name, guest: { start, stop } };
-  }
-
-  private vsphereFabric(): VsphereFabric {
-    const v = this.vsphere!;
-    return new VsphereFabric({ url: v.url, tls: { caPem: v.caPem }, username: v.username, password: v.password });
-  }
-
-  /** A powered-off VM for the machine at site A; the path of its disk's flat extent. */
-  private async createVm(name: string): Promise<string> {
-    const v = this.vsphere!;
-    const fabric = this.vsphereFabric();
-    try {
-      const vm = await fabric.withSession((session) => createRecoveryVm(session, { name, host: v.host, datastore: v.datastore, diskSizes: [this.o.diskBytes] }));
-      return vm.disks[0]!.localPath;
-    } finally {
-      await fabric.close();
-    }
-  }
-
-  /** Starts a machine at site A the way its fabric does: on vSphere the VM powers on, then its guest starts. */
-  private async startPrimary(m: LabMachine): Promise<void> {
-    if (!this.vsphere) return startMachine(this.machineRun(m.name, 'a'));
-    const fabric = this.vsphereFabric();
-    try {
-      await fabric.power({ id: m.ids.a, name: m.name, power: this.vspherePower(m.name, this.machineRun(m.name, 'a')) }, 'start', AbortSignal.timeout(120_000));
-    } finally {
-      await fabric.close();
     }
   }
 
@@ -541,10 +425,7 @@ export class Lab {
     }
     for (const key of ['ps-a', 'ps-b', 'mt-a', 'mt-b', 'cs']) await this.stop(key);
     await this.client?.close();
-    await this.azurite?.stop();
-    this.azurite = undefined;
-    await this.arm?.stop();
-    this.arm = undefined;
+    for (const site of SITES) await this.sites[site].stop();
     if (this.procs.size === 0 && this.state?.supervisorPid === process.pid) await unmountUnder(this.dir);
   }
 }
