@@ -1,6 +1,5 @@
-import { readFile, writeFile, rename, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { constants } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { replaceFileDurably } from '../runtime/durable.js';
 import { isLineage, type LineageId } from '../replication/position.js';
 
 /**
@@ -64,20 +63,6 @@ export async function readDiskState(path: string): Promise<DiskState | undefined
 }
 
 /** tmp, fsync, rename, fsync the directory: the state file is either the old or the new one, never torn. */
-export async function writeDiskState(path: string, state: DiskState): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
-  const fh = await open(tmp, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const dir = await open(dirname(path), constants.O_RDONLY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+export function writeDiskState(path: string, state: DiskState): Promise<void> {
+  return replaceFileDurably(path, JSON.stringify(state));
 }

@@ -1,6 +1,6 @@
-import { constants } from 'node:fs';
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { replaceFileDurably } from '../runtime/durable.js';
 import { BoomerangError } from '../replication/errors.js';
 import { isLineage, type LineageId } from '../replication/position.js';
 
@@ -71,20 +71,6 @@ export async function readAgentlessState(path: string): Promise<AgentlessDiskSta
 }
 
 /** tmp, fsync, rename, fsync the directory: the file is the old state or the new one, never torn. */
-export async function writeAgentlessState(path: string, state: AgentlessDiskState): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
-  const fh = await open(tmp, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const dir = await open(dirname(path), constants.O_RDONLY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+export function writeAgentlessState(path: string, state: AgentlessDiskState): Promise<void> {
+  return replaceFileDurably(path, JSON.stringify(state));
 }

@@ -1,9 +1,8 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, CorruptionError } from '../replication/errors.js';
 import type { StateRecord } from './records.js';
-import { syncDir } from './segments.js';
+import { replaceFileDurably, syncDir } from '../runtime/durable.js';
 
 /**
  * A disk's retention directory:
@@ -35,17 +34,8 @@ const INTENT = 'restore-in-place.json';
 const FENCE = 'fence.json';
 
 /** Replaces a small file atomically and durably: written aside, synced, renamed, directory synced. */
-export async function writeDurably(dir: string, name: string, text: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  await syncDir(dir);
+export function writeDurably(dir: string, name: string, text: string): Promise<void> {
+  return replaceFileDurably(join(dir, name), text);
 }
 
 async function readJson(dir: string, name: string): Promise<unknown> {

@@ -22,7 +22,7 @@ import { ReplicaDisk } from './replica.js';
 import { RpoWindow, servePs, type ApplyStats } from './server.js';
 import { readAttachments, writeAttachments, type Attachment, type Attachments } from './attachments.js';
 import { Mutex } from './mutex.js';
-import { syncDir } from './segments.js';
+import { syncDir } from '../runtime/durable.js';
 
 export interface MtDiskConfig {
   id: string;

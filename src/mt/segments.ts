@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { BoomerangError, CorruptionError } from '../replication/errors.js';
 import { formatHex16, parseHex16 } from '../replication/position.js';
+import { syncDir } from '../runtime/durable.js';
 
 /**
  * The journal's files: segments named by a fixed-width hex index (`0000000000000007.seg`), so
@@ -28,14 +29,6 @@ export interface RecordRef {
   length: number;
 }
 
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Writes every byte of `parts` at `position` (writev may write less than asked). */
 async function writeAll(fh: FileHandle, parts: readonly Buffer[], position: number): Promise<void> {

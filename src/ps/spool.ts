@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import { decodeBatch, peekBatchHeader } from '../replication/batch.js';
 import { BoomerangError, CorruptionError, errorMessage } from '../replication/errors.js';
 import { formatHex16, isDiskId, parseHex16 } from '../replication/position.js';
+import { syncDir } from '../runtime/durable.js';
 
 /**
  * The process server's durable spool. A batch is acknowledged to its agent only once it is here
@@ -69,14 +70,6 @@ function positionKey(lineage: string, lastSeq: number): string {
   return `${lineage}/${lastSeq}`;
 }
 
-async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 async function unlinkIfPresent(path: string): Promise<void> {
   try {
@@ -119,7 +112,7 @@ export class Spool {
   private async load(): Promise<void> {
     const names = (await readdir(this.dir, { withFileTypes: true })).filter((d) => d.isDirectory() && isDiskId(d.name)).map((d) => d.name);
     // A disk directory may have been created just before a crash, before its parent was synced.
-    await fsyncDir(this.dir);
+    await syncDir(this.dir);
     for (const diskId of names.sort()) {
       const disk = this.disk(diskId);
       disk.dirDurable = true;
@@ -167,7 +160,7 @@ export class Spool {
     const name = `${diskId}.${Date.now()}.${basename(from)}`;
     const path = join(qdir, name);
     await rename(from, path);
-    await fsyncDir(qdir);
+    await syncDir(qdir);
     this.quarantinedFiles.push({ from, path, reason });
   }
 
@@ -242,7 +235,7 @@ export class Spool {
       const diskDir = join(this.dir, entry.diskId);
       if (!disk.dirDurable) {
         await mkdir(diskDir, { recursive: true });
-        await fsyncDir(this.dir);
+        await syncDir(this.dir);
         disk.dirDurable = true;
       }
       const fh = await open(tmp, 'w', 0o600);
@@ -253,7 +246,7 @@ export class Spool {
         await fh.close();
       }
       await rename(tmp, final);
-      await fsyncDir(diskDir);
+      await syncDir(diskDir);
     } catch (err) {
       // Leave no file the index does not know about; the id is not reused either way.
       await Promise.allSettled([unlinkIfPresent(tmp), unlinkIfPresent(final)]);
@@ -402,7 +395,7 @@ export class Spool {
         bytes += e.bytes;
         this.unindex(e);
       }
-      if (entries.length > 0) await fsyncDir(join(this.dir, diskId));
+      if (entries.length > 0) await syncDir(join(this.dir, diskId));
       return { batches: entries.length, bytes, entries };
     });
     disk.tail = result.then(

@@ -1,6 +1,7 @@
 import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname } from 'node:path';
+import { syncDir } from '../runtime/durable.js';
 import type { BlobServiceClient, PageBlobClient } from '@azure/storage-blob';
 import { blobServiceClient, type StorageAccountConfig } from '../fabrics/azure/azure-storage.js';
 import { PageBlobDisk } from '../fabrics/azure/page-blob-disk.js';
@@ -52,14 +53,6 @@ const COPY_CHUNK = 4 * 1024 * 1024;
 const COPY_POLL_MS = 500;
 
 /** Syncs a directory, so a rename, create or delete in it is durable. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Where disks of either kind are opened, created, renamed, removed and copied. */
 export class DiskStore {
