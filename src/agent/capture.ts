@@ -50,13 +50,34 @@ export interface CaptureOptions {
   now?: () => number;
 }
 
-interface OpenBatch {
+/** What a batch collects until it is sealed (the agent's capture, an agentless round). */
+export interface BatchContent {
   firstSeq: number;
   firstTime: number;
-  flags: number;
   extents: Extent[];
   bookmarks: Bookmark[];
   dataBytes: number;
+}
+
+interface OpenBatch extends BatchContent {
+  flags: number;
+}
+
+/** Encodes a batch of a disk's lineage into what the sender sends and the buffer budget holds until acknowledged. */
+export function sealBatch(o: { diskId: string; lineage: LineageId; lastSeq: number; lastTime: number; flags: number }, b: BatchContent): SealedBatch {
+  const { parts, length } = encodeBatchParts({ diskId: o.diskId, lineage: o.lineage, firstSeq: b.firstSeq, lastSeq: o.lastSeq, firstTime: b.firstTime, lastTime: o.lastTime, flags: o.flags, extents: b.extents, bookmarks: b.bookmarks });
+  return {
+    diskId: o.diskId,
+    lineage: o.lineage,
+    firstSeq: b.firstSeq,
+    lastSeq: o.lastSeq,
+    parts,
+    length,
+    held: b.dataBytes,
+    ranges: b.extents.map((e) => [e.offset, e.length]),
+    firstTime: b.firstTime,
+    bookmarks: b.bookmarks,
+  };
 }
 
 const MAX_EXTENTS_PER_BATCH = 4096;
@@ -269,29 +290,7 @@ export class DiskCapture {
     const lastSeq = this.nextSeq - 1;
     const lastTime = Math.max(b.firstTime, this.now());
     this.lastSealTime = Math.max(this.lastSealTime, lastTime);
-    const { parts, length } = encodeBatchParts({
-      diskId: this.name,
-      lineage: this.lineageId,
-      firstSeq: b.firstSeq,
-      lastSeq,
-      firstTime: b.firstTime,
-      lastTime,
-      flags: b.flags,
-      extents: b.extents,
-      bookmarks: b.bookmarks,
-    });
-    this.o.onSealed({
-      diskId: this.name,
-      lineage: this.lineageId,
-      firstSeq: b.firstSeq,
-      lastSeq,
-      parts,
-      length,
-      held: b.dataBytes,
-      ranges: b.extents.map((e) => [e.offset, e.length]),
-      firstTime: b.firstTime,
-      bookmarks: b.bookmarks,
-    });
+    this.o.onSealed(sealBatch({ diskId: this.name, lineage: this.lineageId, lastSeq, lastTime, flags: b.flags }, b));
   }
 
   private ensureOpen(): OpenBatch {

@@ -1,6 +1,6 @@
-import { BatchFlags, encodeBatchParts, type Bookmark, type Extent } from '../replication/batch.js';
+import { BatchFlags, type Extent } from '../replication/batch.js';
 import type { LineageId } from '../replication/position.js';
-import type { SealedBatch } from '../agent/capture.js';
+import { sealBatch, type BatchContent, type SealedBatch } from '../agent/capture.js';
 
 /** Extents per batch, as the agent's capture seals them. */
 const MAX_EXTENTS_PER_BATCH = 4096;
@@ -18,13 +18,6 @@ export interface RoundBatcherOptions {
   now?: () => number;
 }
 
-interface OpenBatch {
-  firstSeq: number;
-  firstTime: number;
-  extents: Extent[];
-  bookmarks: Bookmark[];
-  dataBytes: number;
-}
 
 /**
  * Cuts one round's extents into batches of the disk's lineage, numbered as the agent's capture
@@ -35,7 +28,7 @@ interface OpenBatch {
  */
 export class RoundBatcher {
   private nextSeq: number;
-  private open: OpenBatch | undefined;
+  private open: BatchContent | undefined;
   private floorTime = 0;
   private readonly clock: () => number;
 
@@ -70,7 +63,7 @@ export class RoundBatcher {
     return this.floorTime;
   }
 
-  private ensureOpen(): OpenBatch {
+  private ensureOpen(): BatchContent {
     this.open ??= { firstSeq: this.nextSeq, firstTime: this.now(), extents: [], bookmarks: [], dataBytes: 0 };
     return this.open;
   }
@@ -81,28 +74,6 @@ export class RoundBatcher {
     const lastSeq = this.nextSeq - 1;
     const flags = (b.firstSeq === 1 ? BatchFlags.lineageStart : 0) | (this.o.resync ? BatchFlags.resync : 0) | extraFlags;
     const lastTime = this.now();
-    const { parts, length } = encodeBatchParts({
-      diskId: this.o.diskId,
-      lineage: this.o.lineage,
-      firstSeq: b.firstSeq,
-      lastSeq,
-      firstTime: b.firstTime,
-      lastTime,
-      flags,
-      extents: b.extents,
-      bookmarks: b.bookmarks,
-    });
-    return {
-      diskId: this.o.diskId,
-      lineage: this.o.lineage,
-      firstSeq: b.firstSeq,
-      lastSeq,
-      parts,
-      length,
-      held: b.dataBytes,
-      ranges: b.extents.map((e) => [e.offset, e.length]),
-      firstTime: b.firstTime,
-      bookmarks: b.bookmarks,
-    };
+    return sealBatch({ diskId: this.o.diskId, lineage: this.o.lineage, lastSeq, lastTime, flags }, b);
   }
 }
