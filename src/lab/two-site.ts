@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -13,7 +12,7 @@ import { AZBLOB_SCHEME } from '../replication/disk-location.js';
 import { DiskStore } from '../replication/disk-store.js';
 import { AzureLabSite, type LabAzureSite } from './azure-site.js';
 import type { FakeArm } from './fake-arm.js';
-import { hashFile } from './hash.js';
+import { hashDevice, hashFile } from './hash.js';
 import { PhysicalLabSite, type LabSite } from './site.js';
 import { VsphereLabSite, type LabVsphereSite } from './vsphere-site.js';
 import { CLI, startComponent, type ComponentProcess } from './process.js';
@@ -153,10 +152,7 @@ export class Lab {
     const store = await this.store;
     const disk = await store.open(store.locate(location), { readOnly: true });
     try {
-      const h = createHash('sha256');
-      const piece = 4 * 1024 * 1024;
-      for (let at = 0; at < disk.size; at += piece) h.update(await disk.read(at, Math.min(piece, disk.size - at)));
-      return h.digest('hex');
+      return await hashDevice(disk);
     } finally {
       await disk.close();
     }

@@ -1,6 +1,5 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -12,6 +11,7 @@ import { readAgentlessState, statePath } from '../../src/agentless/state.js';
 import type { RoundReport } from '../../src/agentless/disk-replicator.js';
 import { AZURITE_ACCOUNT, blobServiceClient, ensureContainer } from '../../src/fabrics/azure/azure-storage.js';
 import { PageBlobDisk } from '../../src/fabrics/azure/page-blob-disk.js';
+import { hashDevice } from '../../src/lab/hash.js';
 import { Prng } from '../../src/lab/prng.js';
 import type { Endpoint } from '../../src/replication/transport.js';
 import { createLogger } from '../../src/runtime/log.js';
@@ -37,9 +37,7 @@ after(async () => {
 async function hashBlob(client: PageBlobClient): Promise<string> {
   const disk = await PageBlobDisk.open(client, { readOnly: true });
   try {
-    const h = createHash('sha256');
-    for (let at = 0; at < disk.size; at += 4 * MiB) h.update(await disk.read(at, Math.min(4 * MiB, disk.size - at)));
-    return h.digest('hex');
+    return await hashDevice(disk);
   } finally {
     await disk.close();
   }

@@ -1,11 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentConfigSchema } from '../../src/cli/agent.js';
 import { MtConfigSchema } from '../../src/cli/mt.js';
 import { blobServiceClient } from '../../src/fabrics/azure/azure-storage.js';
+import { hashDevice } from '../../src/lab/hash.js';
 import { validateConfig } from '../../src/runtime/config.js';
 import type { BlobLocation } from '../../src/replication/disk-location.js';
 import { DiskStore } from '../../src/replication/disk-store.js';
@@ -44,9 +44,7 @@ function blob(container: string, name: string): string {
 async function hashDisk(location: string): Promise<string> {
   const disk = await store.open(store.locate(location), { readOnly: true });
   try {
-    const h = createHash('sha256');
-    for (let at = 0; at < disk.size; at += 4 * MiB) h.update(await disk.read(at, Math.min(4 * MiB, disk.size - at)));
-    return h.digest('hex');
+    return await hashDevice(disk);
   } finally {
     await disk.close();
   }

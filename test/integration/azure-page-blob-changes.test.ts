@@ -8,9 +8,9 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { blobServiceClient, ensureContainer } from '../../src/fabrics/azure/azure-storage.js';
 import { applyRound, PageBlobChangeSource } from '../../src/fabrics/azure/page-blob-changes.js';
 import { PageBlobDisk } from '../../src/fabrics/azure/page-blob-disk.js';
-import { hashFile } from '../../src/lab/hash.js';
+import { hashDevice, hashFile } from '../../src/lab/hash.js';
 import { Prng } from '../../src/lab/prng.js';
-import { FileDisk, type BlockDevice } from '../../src/replication/disk.js';
+import { FileDisk } from '../../src/replication/disk.js';
 import { startTestAzurite, type TestAzurite } from '../helpers/azurite.js';
 
 const MiB = 1024 * 1024;
@@ -30,12 +30,6 @@ after(async () => {
   await azurite?.stop();
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
-
-async function hashDevice(disk: BlockDevice): Promise<string> {
-  const h = createHash('sha256');
-  for (let at = 0; at < disk.size; at += 4 * MiB) h.update(await disk.read(at, Math.min(4 * MiB, disk.size - at)));
-  return h.digest('hex');
-}
 
 /** sha256 of the blob as one snapshot saw it. */
 async function hashSnapshot(blob: string, snapshot: string): Promise<string> {

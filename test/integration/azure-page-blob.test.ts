@@ -8,9 +8,9 @@ import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import { blobServiceClient, ensureContainer } from '../../src/fabrics/azure/azure-storage.js';
 import { MAX_PAGE_BLOB_SIZE, MAX_PAGE_WRITE, PageBlobDisk } from '../../src/fabrics/azure/page-blob-disk.js';
 import type { RetryPolicy } from '../../src/fabrics/azure/retry.js';
-import { hashFile } from '../../src/lab/hash.js';
+import { hashDevice, hashFile } from '../../src/lab/hash.js';
 import { Prng } from '../../src/lab/prng.js';
-import { FileDisk, type BlockDevice } from '../../src/replication/disk.js';
+import { FileDisk } from '../../src/replication/disk.js';
 import { BoomerangError } from '../../src/replication/errors.js';
 import { startTestAzurite, type TestAzurite } from '../helpers/azurite.js';
 import { startFaultProxy, type FaultProxy } from './azure-fault-proxy.js';
@@ -44,12 +44,6 @@ after(async () => {
 
 function newBlob(): string {
   return `disk-${++blobCount}`;
-}
-
-async function hashDevice(disk: BlockDevice): Promise<string> {
-  const h = createHash('sha256');
-  for (let at = 0; at < disk.size; at += 4 * MiB) h.update(await disk.read(at, Math.min(4 * MiB, disk.size - at)));
-  return h.digest('hex');
 }
 
 async function writtenRanges(blob: string): Promise<number> {
