@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { replaceFileDurably } from '../runtime/durable.js';
+import { readFileIfPresent, replaceFileDurably } from '../runtime/durable.js';
 import { isLineage, type LineageId } from '../replication/position.js';
 
 /**
@@ -37,13 +36,8 @@ export interface DiskState {
 }
 
 export async function readDiskState(path: string): Promise<DiskState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readFileIfPresent(path);
+  if (text === undefined) return undefined;
   try {
     const v = JSON.parse(text) as Partial<DiskState>;
     if (typeof v.lineage === 'string' && isLineage(v.lineage) && Number.isSafeInteger(v.lastSeq) && typeof v.clean === 'boolean') {

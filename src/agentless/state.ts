@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { replaceFileDurably } from '../runtime/durable.js';
+import { readFileIfPresent, replaceFileDurably } from '../runtime/durable.js';
 import { BoomerangError } from '../replication/errors.js';
 import { isLineage, type LineageId } from '../replication/position.js';
 
@@ -40,13 +39,8 @@ const SNAPSHOT_ID = /^[0-9T:.Z-]{1,64}$/;
 
 /** Reads the state; undefined when there is none. A file that does not parse is refused (STATE_INVALID), never guessed at. */
 export async function readAgentlessState(path: string): Promise<AgentlessDiskState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readFileIfPresent(path);
+  if (text === undefined) return undefined;
   const invalid = (why: string) => new BoomerangError('STATE_INVALID', `the agentless state ${path} is not valid (${why}); remove it to start over with a full round`);
   let v: Partial<AgentlessDiskState>;
   try {

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptionError } from '../replication/errors.js';
 import { isDiskId } from '../replication/position.js';
 import { writeDurably } from './layout.js';
+import { readFileIfPresent } from '../runtime/durable.js';
 
 /**
  * The master target's runtime disk list, `<retention volume>/attachments.json`: the disks
@@ -68,13 +68,8 @@ function parseAttachment(path: string, v: unknown): Attachment {
 /** Reads the file; a missing one is an empty list. A file that does not validate is refused. */
 export async function readAttachments(retentionDir: string): Promise<Attachments> {
   const path = join(retentionDir, ATTACHMENTS_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyAttachments();
-    throw err;
-  }
+  const text = await readFileIfPresent(path);
+  if (text === undefined) return emptyAttachments();
   let v: Partial<Attachments>;
   try {
     v = JSON.parse(text) as Partial<Attachments>;

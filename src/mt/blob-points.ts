@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PageBlobClient } from '@azure/storage-blob';
 import { PageBlobDisk } from '../fabrics/azure/page-blob-disk.js';
@@ -11,6 +10,7 @@ import type { Logger } from '../runtime/log.js';
 import type { RecoveryPoint } from './journal-index.js';
 import { writeDurably } from './layout.js';
 import { Mutex } from './mutex.js';
+import { readFileIfPresent } from '../runtime/durable.js';
 
 /**
  * Recovery points kept as blob snapshots of a page-blob replica (when the disk's option asks for
@@ -259,13 +259,8 @@ function bad(path: string, why: string): CorruptionError {
 /** The record of a disk's snapshots; a missing file is none. A file that does not validate is refused. */
 async function readRecord(dir: string): Promise<BlobPointSnapshot[]> {
   const path = join(dir, BLOB_POINTS_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+  const text = await readFileIfPresent(path);
+  if (text === undefined) return [];
   let v: { version?: unknown; snapshots?: unknown };
   try {
     v = JSON.parse(text) as typeof v;

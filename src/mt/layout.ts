@@ -1,8 +1,8 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, CorruptionError } from '../replication/errors.js';
 import type { StateRecord } from './records.js';
-import { replaceFileDurably, syncDir } from '../runtime/durable.js';
+import { readFileIfPresent, replaceFileDurably, syncDir } from '../runtime/durable.js';
 
 /**
  * A disk's retention directory:
@@ -39,13 +39,8 @@ export function writeDurably(dir: string, name: string, text: string): Promise<v
 }
 
 async function readJson(dir: string, name: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, name), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readFileIfPresent(join(dir, name));
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

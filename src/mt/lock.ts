@@ -1,6 +1,7 @@
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BoomerangError } from '../replication/errors.js';
+import { readFileIfPresent } from '../runtime/durable.js';
 
 /**
  * The "in use" mark of a retention directory: a file holding the owner's pid. It is created
@@ -55,13 +56,8 @@ function isAlive(pid: number): boolean {
 
 /** The pid of the live process holding the directory's lock, if any (this process included). */
 export async function lockHolder(dir: string): Promise<number | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, LOCK_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readFileIfPresent(join(dir, LOCK_FILE));
+  if (text === undefined) return undefined;
   const pid = Number.parseInt(text, 10);
   return Number.isSafeInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
 }

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Makes a directory's entries (a create, a rename, an unlink) durable. */
@@ -27,4 +27,14 @@ export async function replaceFileDurably(path: string, text: string): Promise<vo
   }
   await rename(tmp, path);
   await syncDir(dirname(path));
+}
+
+/** The text of a small state file, or undefined when there is none yet. */
+export async function readFileIfPresent(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }

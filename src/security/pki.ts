@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { BoomerangError, ConfigError, errorMessage } from '../replication/errors.js';
 import type { TlsMaterial } from '../replication/transport.js';
+import { readFileIfPresent } from '../runtime/durable.js';
 
 /**
  * TLS material for every data and control hop. Until the configuration server becomes the CA
@@ -169,14 +170,6 @@ async function writeFileAtomic(path: string, data: string, mode: number): Promis
   await rename(tmp, path);
 }
 
-async function readIfPresent(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 /** The leaf is signed by the CA, matches its key and stays valid for at least another day. */
 function leafUsable(caPem: string, certPem: string, keyPem: string): boolean {
@@ -202,7 +195,7 @@ export async function ensureDevPki(dir: string): Promise<DevPkiPaths> {
     keyPath: join(dir, DEV_PKI_FILES.key),
   };
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const [caPem, caKeyPem, certPem, keyPem] = await Promise.all([paths.caPath, paths.caKeyPath, paths.certPath, paths.keyPath].map(readIfPresent));
+  const [caPem, caKeyPem, certPem, keyPem] = await Promise.all([paths.caPath, paths.caKeyPath, paths.certPath, paths.keyPath].map((p) => readFileIfPresent(p)));
   let ca: PemPair;
   if (caPem !== undefined && caKeyPem !== undefined) {
     ca = { certPem: caPem, keyPem: caKeyPem };
