@@ -4,7 +4,7 @@ import { runHook, type PowerHooks } from '../physical/power.js';
 import { NotAuthenticatedError } from './faults.js';
 import { powerOffVm, powerOnVm, vmPowerState } from './power.js';
 import { queryVmEvents, type VmEvent } from './events.js';
-import { createRecoveryVm, localFlatExtent } from './recovery-vm.js';
+import { createRecoveryVm, localFlatExtents } from './recovery-vm.js';
 import { mergeSnapshots } from './snapshots.js';
 import { attachDisks, detachDisks, listVmDisks } from './vm-disks.js';
 import type { VmDisk } from './vm-devices.js';
@@ -78,11 +78,25 @@ export class VsphereFabric implements Fabric {
 
   /** The VM of that name, or VSPHERE_VM_NOT_FOUND. */
   async findVm(name: string, signal?: AbortSignal): Promise<MoRef> {
+    const [vm] = await this.findVms([name], signal);
+    return vm!;
+  }
+
+  /** The VMs of these names, in order, from one read of the inventory; VSPHERE_VM_NOT_FOUND for a missing one. */
+  async findVms(names: readonly string[], signal?: AbortSignal): Promise<MoRef[]> {
+    const byName = await this.vmsByName(signal);
+    return names.map((name) => {
+      const vm = byName.get(name);
+      if (!vm) throw new BoomerangError('VSPHERE_VM_NOT_FOUND', `vCenter has no VM named ${name}`);
+      return vm;
+    });
+  }
+
+  /** Every VM by name, from one read of the inventory. */
+  private vmsByName(signal?: AbortSignal): Promise<Map<string | undefined, MoRef>> {
     return this.withSession(async (s) => {
       const vms = await retrieveFromContainer(s, s.content.rootFolder, [{ type: 'VirtualMachine', paths: ['name'] }], signal === undefined ? {} : { signal });
-      const found = vms.find((o) => textOf(o.props.get('name')) === name);
-      if (!found) throw new BoomerangError('VSPHERE_VM_NOT_FOUND', `vCenter has no VM named ${name}`);
-      return found.obj;
+      return new Map(vms.map((o) => [textOf(o.props.get('name')), o.obj]));
     }, signal);
   }
 
@@ -94,7 +108,7 @@ export class VsphereFabric implements Fabric {
       if (state !== 'poweredOn') await this.withSession((s) => powerOnVm(s, vm, { signal }), signal);
       if (guest?.start) {
         // The guest finds its disks as a booting OS would: the VM's, in device order.
-        const disks = await this.withSession(async (s) => Promise.all((await listVmDisks(s, vm, signal)).map((d) => localFlatExtent(s, d.fileName, signal))), signal);
+        const disks = await this.withSession(async (s) => localFlatExtents(s, (await listVmDisks(s, vm, signal)).map((d) => d.fileName), signal), signal);
         await this.guestHook(machine, guest.start, action, signal, { BOOMERANG_DISKS: JSON.stringify(disks) });
       }
     } else {
@@ -115,32 +129,30 @@ export class VsphereFabric implements Fabric {
    * no delta may sit on top) and its disks hot-added to the MT's VM, where the MT writes them.
    */
   async lendDisksToMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<LentDisks> {
-    const vm = await this.findVm(vsphereMachinePower(machine).vm, signal);
-    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
+    const names = [vsphereMachinePower(machine).vm, this.mtVmName(mtName)];
+    const [vm, mtVm] = (await this.findVms(names, signal)) as [MoRef, MoRef];
     const lent = await this.vmDisksFor(machine, vm, disks, signal);
     await this.withSession((s) => mergeSnapshots(s, vm, { signal }), signal);
     await this.withSession((s) => attachDisks(s, mtVm, lent.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })), { signal }), signal);
-    const names = [vsphereMachinePower(machine).vm, this.mtVmName(mtName)];
-    const datastores: Record<string, string[]> = {};
-    for (const [i, ref] of [vm, mtVm].entries()) datastores[names[i]!] = await this.vmDatastores(ref, signal);
-    return { datastores };
+    const held = await this.vmDatastores([vm, mtVm], signal);
+    return { datastores: Object.fromEntries(names.map((n, i) => [n, held[i]!])) };
   }
 
-  /** The names of the datastores holding a VM's files. */
-  private async vmDatastores(vm: MoRef, signal: AbortSignal): Promise<string[]> {
+  /** The names of the datastores holding each VM's files, in two reads whatever the number of VMs. */
+  private async vmDatastores(vms: readonly MoRef[], signal: AbortSignal): Promise<string[][]> {
     return this.withSession(async (s) => {
-      const [o] = await retrieveObjects(s, [vm], { type: 'VirtualMachine', paths: ['datastore'] }, { signal });
-      const refs = (o?.props.get('datastore')?.children ?? []).map((c) => moRefOf(c)).filter((r): r is MoRef => r !== undefined);
-      if (refs.length === 0) return [];
-      const named = await retrieveObjects(s, refs, { type: 'Datastore', paths: ['name'] }, { signal });
-      return named.map((d) => textOf(d.props.get('name')) ?? d.obj.value).sort();
+      const objects = await retrieveObjects(s, vms, { type: 'VirtualMachine', paths: ['datastore'] }, { signal });
+      const refsOf = (vm: MoRef) => (objects.find((o) => o.obj.value === vm.value)?.props.get('datastore')?.children ?? []).map((c) => moRefOf(c)).filter((r): r is MoRef => r !== undefined);
+      const all = vms.flatMap(refsOf);
+      const named = all.length === 0 ? [] : await retrieveObjects(s, all, { type: 'Datastore', paths: ['name'] }, { signal });
+      const nameOf = new Map(named.map((d) => [d.obj.value, textOf(d.props.get('name')) ?? d.obj.value]));
+      return vms.map((vm) => refsOf(vm).map((r) => nameOf.get(r.value) ?? r.value).sort());
     }, signal);
   }
 
   /** The disks leave the MT's VM (the files stay: no destroy), so the machine's VM can power on with them. */
   async returnDisksFromMt(machine: FabricMachine, mtName: string, disks: readonly FabricDisk[], signal: AbortSignal): Promise<void> {
-    const vm = await this.findVm(vsphereMachinePower(machine).vm, signal);
-    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
+    const [vm, mtVm] = (await this.findVms([vsphereMachinePower(machine).vm, this.mtVmName(mtName)], signal)) as [MoRef, MoRef];
     const lent = await this.vmDisksFor(machine, vm, disks, signal);
     await this.withSession((s) => detachDisks(s, mtVm, lent.map((d) => d.fileName), { signal }), signal);
   }
@@ -152,12 +164,10 @@ export class VsphereFabric implements Fabric {
    */
   async createMachineLike(machine: FabricMachine, mtName: string, disks: readonly NewMachineDisk[], options: NewMachineOptions, signal: AbortSignal): Promise<NewMachine> {
     const { guest } = vsphereMachinePower(machine);
-    const mtVm = await this.findVm(this.mtVmName(mtName), signal);
-    const taken = await this.findVm(options.name, signal).then(
-      () => true,
-      () => false,
-    );
-    if (taken) throw new BoomerangError('VSPHERE_VM_NAME_TAKEN', `a VM named ${options.name} already exists`);
+    const vms = await this.vmsByName(signal);
+    const mtVm = vms.get(this.mtVmName(mtName));
+    if (!mtVm) throw new BoomerangError('VSPHERE_VM_NOT_FOUND', `vCenter has no VM named ${this.mtVmName(mtName)}`);
+    if (vms.has(options.name)) throw new BoomerangError('VSPHERE_VM_NAME_TAKEN', `a VM named ${options.name} already exists`);
     return this.withSession(async (s) => {
       const [vmProps] = await retrieveObjects(s, [mtVm], { type: 'VirtualMachine', paths: ['runtime.host', 'datastore'] }, { signal });
       const hostRef = moRefOf(vmProps?.props.get('runtime.host'));
@@ -190,7 +200,7 @@ export class VsphereFabric implements Fabric {
   }
 
   private mtVmName(mtName: string): string {
-    const name = this.options.masterTargetVms?.[mtName];
+    const name = this.masterTargetVm(mtName);
     if (name === undefined) throw new BoomerangError('VSPHERE_MT_VM_UNKNOWN', `the fabric names no VM for master target ${mtName} (masterTargetVms)`);
     return name;
   }
@@ -199,7 +209,7 @@ export class VsphereFabric implements Fabric {
   private async vmDisksFor(machine: FabricMachine, vm: MoRef, disks: readonly FabricDisk[], signal: AbortSignal): Promise<VmDisk[]> {
     return this.withSession(async (s) => {
       const all = await listVmDisks(s, vm, signal);
-      const flats = await Promise.all(all.map((d) => localFlatExtent(s, d.fileName, signal)));
+      const flats = await localFlatExtents(s, all.map((d) => d.fileName), signal);
       return disks.map((disk) => {
         const i = flats.indexOf(disk.path);
         const found = all[i];

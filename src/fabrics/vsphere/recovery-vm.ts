@@ -1,6 +1,6 @@
 import { basename, dirname, join } from 'node:path';
 import { BoomerangError } from '../../replication/errors.js';
-import { findDatastore, localFileForDatastorePath } from './datastore-path.js';
+import { DatastorePathError, findDatastore, localFileFor, parseDatastorePath } from './datastore-path.js';
 import { flatExtentName } from './flat-vmdk.js';
 import { retrieveFromContainer } from './property-collector.js';
 import type { VsphereSession } from './session.js';
@@ -34,8 +34,25 @@ export async function findHost(session: VsphereSession, name: string, signal?: A
 
 /** The flat extent behind `[ds] dir/x.vmdk`, as the MT writes it on a local datastore. */
 export async function localFlatExtent(session: VsphereSession, fileName: string, signal?: AbortSignal): Promise<string> {
-  const descriptor = await localFileForDatastorePath(session, fileName, signal === undefined ? {} : { signal });
-  return join(dirname(descriptor), flatExtentName(basename(descriptor)));
+  return (await localFlatExtents(session, [fileName], signal))[0]!;
+}
+
+/** The flat extents of several disks, each datastore looked up once (a VM's disks share a few). */
+export async function localFlatExtents(session: VsphereSession, fileNames: readonly string[], signal?: AbortSignal): Promise<string[]> {
+  const urls = new Map<string, Promise<string>>();
+  return Promise.all(
+    fileNames.map(async (fileName) => {
+      const p = parseDatastorePath(fileName);
+      if (p.path === '') throw new DatastorePathError('VSPHERE_BAD_DATASTORE_PATH', `${fileName} names the datastore, not a file`);
+      let url = urls.get(p.datastore);
+      if (url === undefined) {
+        url = findDatastore(session, p.datastore, session.content.rootFolder, signal).then((ds) => ds.url);
+        urls.set(p.datastore, url);
+      }
+      const descriptor = localFileFor(await url, p);
+      return join(dirname(descriptor), flatExtentName(basename(descriptor)));
+    }),
+  );
 }
 
 /**
